@@ -1,0 +1,289 @@
+"""A sandbox backed by one Docker container whose main process is the kernel supervisor.
+
+The host talks to the supervisor over the container's attached stdio (newline-delimited JSON), so an
+action costs one write and one read on a local socket instead of a `docker exec`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent_cli.errors import EnvironmentProblem
+from agent_cli.sandbox import Observation
+
+if TYPE_CHECKING:
+    import docker
+
+LABEL = "actsmith.sandbox"
+OWNER_LABEL = "actsmith.owner"
+WORKSPACE = "/workspace"
+READY_TIMEOUT_S = 60.0
+# Beyond the action's own timeout: the in-container interrupt grace, a worker restart, and slack.
+HOST_SLACK_S = 15.0
+
+
+@dataclass
+class SandboxLimits:
+    memory: str = "2g"
+    cpus: float = 2.0
+    pids: int = 512
+    network: bool = False
+    max_output_chars: int = 10_000
+
+
+def docker_client() -> docker.DockerClient:
+    """A connected client, or one actionable line when the daemon is not reachable."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception as exc:
+        raise EnvironmentProblem(
+            f"Docker daemon not reachable ({type(exc).__name__}): start Docker or set DOCKER_HOST"
+        ) from None
+    return client
+
+
+def _process_start_time(pid: int) -> str:
+    """Start time of a process in clock ticks since boot, to tell a live owner from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def owner_token(pid: int | None = None) -> str:
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid)}"
+
+
+def owner_is_alive(token: str) -> bool:
+    host, _, rest = token.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's run: not ours to judge
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    return _process_start_time(pid) == started
+
+
+def sweep_leftovers(client: docker.DockerClient, *, everything: bool = False) -> list[str]:
+    """Remove sandbox containers whose owning actsmith process is gone (or all of them)."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        token = container.labels.get(OWNER_LABEL, "")
+        if everything or not owner_is_alive(token):
+            try:
+                container.remove(force=True)
+                removed.append(container.name)
+            except Exception:  # already gone (auto-remove raced us)
+                pass
+    return removed
+
+
+class AttachChannel:
+    """JSON lines over a container's attached stdio, demultiplexing Docker's stream frames."""
+
+    def __init__(self, sock: Any):
+        self.sock: socket.socket = getattr(sock, "_sock", sock)
+        self.frames = b""
+        self.stdout = b""
+        self.stderr_tail = b""
+
+    def send(self, message: dict) -> None:
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
+
+    def receive(self, deadline: float) -> dict | None:
+        """The next JSON message from the supervisor's stdout; None at the deadline or on EOF."""
+        while b"\n" not in self.stdout:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                return None
+            if not chunk:
+                raise ConnectionError("the sandbox closed its channel")
+            self.frames += chunk
+            self._demultiplex()
+        line, _, self.stdout = self.stdout.partition(b"\n")
+        return json.loads(line)
+
+    def _demultiplex(self) -> None:
+        while len(self.frames) >= 8:
+            kind, size = self.frames[0], struct.unpack(">I", self.frames[4:8])[0]
+            if len(self.frames) < 8 + size:
+                return
+            payload, self.frames = self.frames[8 : 8 + size], self.frames[8 + size :]
+            if kind == 2:
+                self.stderr_tail = (self.stderr_tail + payload)[-4000:]
+            else:
+                self.stdout += payload
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@dataclass
+class DockerSandbox:
+    """One container per run, the repository bind-mounted read-write at /workspace."""
+
+    client: docker.DockerClient
+    image: str
+    repo: Path
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    container: str | None = None  # container id
+    channel: AttachChannel | None = None
+    next_id: int = 0
+
+    def start(self) -> None:
+        sweep_leftovers(self.client)
+        self.container = self._create_container()
+        try:
+            sock = self.client.api.attach_socket(
+                self.container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            )
+            self.channel = AttachChannel(sock)
+            self.client.api.start(self.container)
+            ready = self.channel.receive(time.monotonic() + READY_TIMEOUT_S)
+        except BaseException:
+            self.close()
+            raise
+        if not ready or ready.get("event") != "ready":
+            detail = self.channel.stderr_tail.decode(errors="replace").strip().splitlines()[-1:]
+            self.close()
+            raise EnvironmentProblem(f"the sandbox interpreter did not start in {self.image}: {detail}")
+
+    def _create_container(self) -> str:
+        """Create the container through the low-level API, which lets us set StdinOnce."""
+        api = self.client.api
+        stat = self.repo.stat()
+        limits = self.limits
+        host_config = api.create_host_config(
+            binds={str(self.repo): {"bind": WORKSPACE, "mode": "rw"}},
+            network_mode="bridge" if limits.network else "none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit=limits.memory,
+            memswap_limit=limits.memory,
+            nano_cpus=int(limits.cpus * 1e9),
+            pids_limit=limits.pids,
+            init=True,  # reaps the zombies an action's background processes leave
+            auto_remove=True,
+        )
+        created = api.create_container(
+            self.image,
+            name=f"actsmith-{uuid.uuid4().hex[:12]}",
+            labels={LABEL: "1", OWNER_LABEL: owner_token()},
+            # detach=False makes the SDK set StdinOnce: our disconnect closes the kernel's stdin,
+            # so the kernel exits (and the container is auto-removed) even if we are SIGKILLed.
+            stdin_open=True,
+            detach=False,
+            tty=False,
+            working_dir=WORKSPACE,
+            # Files the model writes belong to whoever owns the repository.
+            user=f"{stat.st_uid}:{stat.st_gid}",
+            # A fixed environment: nothing from the host's (API keys, tokens) crosses into the sandbox.
+            environment={"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"},
+            host_config=host_config,
+        )
+        return created["Id"]
+
+    def run(self, code: str, timeout: float) -> Observation:
+        if self.channel is None:
+            self.start()
+        self.next_id += 1
+        request = {
+            "id": self.next_id,
+            "op": "run",
+            "code": code,
+            "timeout": timeout,
+            "max_output": self.limits.max_output_chars,
+        }
+        started = time.monotonic()
+        try:
+            self.channel.send(request)
+            reply = self._await_reply(self.next_id, started + timeout + HOST_SLACK_S)
+        except (ConnectionError, OSError):
+            reply = None
+        if reply is None:
+            return self._replace_container("the sandbox stopped responding", started)
+        return observation_from_reply(reply)
+
+    def _await_reply(self, request_id: int, deadline: float) -> dict | None:
+        while True:
+            message = self.channel.receive(deadline)
+            if message is None or message.get("id") == request_id:
+                return message
+
+    def _replace_container(self, reason: str, started: float) -> Observation:
+        self.close()
+        self.start()
+        return Observation(
+            restarted=True,
+            timed_out=True,
+            restart_reason=f"{reason}; a new sandbox was started",
+            duration_s=time.monotonic() - started,
+        )
+
+    def interrupt(self) -> None:
+        if self.channel is not None:
+            self.channel.send({"op": "interrupt"})
+
+    def restart(self) -> None:
+        self.next_id += 1
+        self.channel.send({"id": self.next_id, "op": "restart"})
+        if self._await_reply(self.next_id, time.monotonic() + READY_TIMEOUT_S) is None:
+            self._replace_container("the interpreter did not restart", time.monotonic())
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.container is not None:
+            try:
+                self.client.api.remove_container(self.container, force=True)
+            except Exception:  # auto-remove may have won the race
+                pass
+            self.container = None
+
+    def __enter__(self) -> DockerSandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def observation_from_reply(reply: dict) -> Observation:
+    return Observation(
+        stdout=reply.get("stdout") or "",
+        stderr=reply.get("stderr") or "",
+        value=reply.get("value"),
+        error=reply.get("error"),
+        timed_out=bool(reply.get("timed_out")),
+        restarted=bool(reply.get("restarted")),
+        restart_reason=reply.get("restart_reason"),
+        finished=reply.get("finished"),
+        truncated_chars=int(reply.get("truncated_chars") or 0),
+        duration_s=float(reply.get("duration_s") or 0.0),
+    )

@@ -1,0 +1,127 @@
+"""The persistent interpreter: runs code actions in one namespace, like a REPL.
+
+Started by server.py, which owns our stdout/stderr pipes and reads requests/replies on the control
+file descriptors named in ACTSMITH_CONTROL_FDS. Stdlib only.
+"""
+
+import ast
+import builtins
+import json
+import linecache
+import os
+import signal
+import sys
+import traceback
+
+MAX_VALUE_CHARS = 10000
+
+
+class Finished(BaseException):
+    """Raised by finish(): a BaseException so `except Exception` in an action cannot swallow it."""
+
+    def __init__(self, summary):
+        super().__init__(summary)
+        self.summary = summary
+
+
+def compile_action(code, filename):
+    """Compile like a REPL: a trailing expression is evaluated so its value can be echoed."""
+    tree = ast.parse(code, filename, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    body = compile(tree, filename, "exec")
+    tail = compile(last, filename, "eval") if last is not None else None
+    return body, tail
+
+
+def format_error(exc, filename):
+    """A traceback that starts at the action's own code, not inside this kernel."""
+    if isinstance(exc, SyntaxError):
+        return "".join(traceback.format_exception_only(type(exc), exc))
+    frames = traceback.extract_tb(exc.__traceback__)
+    start = next((i for i, f in enumerate(frames) if f.filename == filename), 0)
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames[start:])
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def trimmed_repr(value):
+    text = repr(value)
+    if len(text) <= MAX_VALUE_CHARS:
+        return text, 0
+    half = MAX_VALUE_CHARS // 2
+    cut = len(text) - 2 * half
+    return text[:half] + "\n[... %d characters cut ...]\n" % cut + text[-half:], cut
+
+
+class Kernel:
+    def __init__(self):
+        self.namespace = {"__name__": "__main__", "__builtins__": builtins}
+        self.count = 0
+        import helpers
+
+        helpers.install(self.namespace, Finished)
+
+    def run(self, code):
+        self.count += 1
+        filename = "<action-%d>" % self.count
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        reply = {"value": None, "error": None, "finished": None, "truncated_chars": 0}
+        try:
+            body, tail = compile_action(code, filename)
+            exec(body, self.namespace)
+            if tail is not None:
+                value = eval(tail, self.namespace)
+                if value is not None:
+                    self.namespace["_"] = value
+                    reply["value"], reply["truncated_chars"] = trimmed_repr(value)
+        except Finished as done:
+            reply["finished"] = str(done.summary)
+        except KeyboardInterrupt:
+            reply["error"] = "KeyboardInterrupt: the action was interrupted"
+        except BaseException as exc:  # an action may raise anything, SystemExit included
+            reply["error"] = format_error(exc, filename)
+        return reply
+
+
+def flush_with_marker(marker):
+    """Flush our streams, then write the marker the supervisor waits for on each pipe."""
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+        try:
+            os.write(fd, marker.encode())
+        except OSError:
+            pass
+
+
+def main():
+    req_fd, resp_fd = (int(x) for x in os.environ.pop("ACTSMITH_CONTROL_FDS").split(","))
+    os.set_inheritable(req_fd, False)
+    os.set_inheritable(resp_fd, False)
+    requests = os.fdopen(req_fd, "r")
+    replies = os.fdopen(resp_fd, "w", buffering=1)
+    sys.path.insert(0, os.getcwd())
+    kernel = Kernel()
+    replies.write(json.dumps({"event": "ready"}) + "\n")
+    # SIGINT is how the supervisor stops a running action; between actions it must not kill us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for line in requests:
+        request = json.loads(line)
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            reply = kernel.run(request["code"])
+        except KeyboardInterrupt:
+            reply = {"error": "KeyboardInterrupt: the action was interrupted"}
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        flush_with_marker(request["marker"])
+        replies.write(json.dumps(reply) + "\n")
+
+
+if __name__ == "__main__":
+    main()
