@@ -1,0 +1,437 @@
+"""The `Model` seam: send chat messages, get one reply back with its token usage and cost.
+
+Two implementations:
+
+* `ReplayModel` (``--model replay:PATH``) returns canned replies from a YAML list, in order, whatever the
+  prompt. Tests and demos drive the whole agent with it; no network involved.
+* `LiteLLMModel` (any other ``--model NAME``) calls litellm. We own the retry policy (litellm's and the
+  OpenAI SDK's own retries are switched off) so that every failure ends as one actionable line:
+  `ModelError` for problems retrying cannot fix, `ModelStopped` when the API kept failing.
+
+litellm is imported lazily, offline and quietly (see `_litellm`): it takes seconds to import, and by default
+it would fetch a price map from GitHub and print debug hints to the user's terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+from agent_cli.errors import ModelError, ModelStopped, UsageError
+
+REPLAY_PREFIX = "replay:"
+NO_MODEL_MESSAGE = (
+    "no model configured: pass --model NAME, set ACTSMITH_MODEL, or set model in .actsmith.toml"
+)
+
+# A server may ask for a long pause (Retry-After); a coding agent in a terminal should not hang for an hour.
+MAX_RETRY_AFTER_S = 60.0
+MAX_BACKOFF_S = 60.0
+# 4xx statuses that are worth retrying: request timeout, conflict, rate limit. Every other 4xx is final.
+RETRYABLE_4XX = frozenset({408, 409, 429})
+# Providers whose credentials may come from somewhere validate_environment cannot see (a local default
+# server, cloud profiles, instance roles): a missing environment variable proves nothing for them.
+AMBIENT_CREDENTIAL_PROVIDERS = frozenset({"ollama", "ollama_chat", "bedrock", "sagemaker", "vertex_ai"})
+# Providers for which validate_environment lists alternatives: any one of the keys is enough.
+ANY_ONE_KEY_PROVIDERS = frozenset({"gemini"})
+# The OpenAI SDK refuses to send a request without some key; OpenAI-compatible local servers ignore it.
+PLACEHOLDER_API_KEY = "sk-no-key-needed"
+MAX_ERROR_CHARS = 300
+
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+
+
+@dataclass
+class Usage:
+    """Tokens and cost of one or more model calls. ``cost=None`` means unknown (model has no price)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage) -> None:
+        """Accumulate ``other``; once any part of the cost is unknown, the total stays unknown."""
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cost = None if self.cost is None or other.cost is None else self.cost + other.cost
+
+
+@dataclass
+class ModelReply:
+    """One assistant reply. ``latency_s`` is the wall time of the whole call, retries included."""
+
+    content: str
+    usage: Usage
+    model: str
+    latency_s: float
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the agent loop needs from a model: a name for logs and one call."""
+
+    name: str
+
+    def complete(self, messages: list[dict[str, str]]) -> ModelReply: ...
+
+
+# --------------------------------------------------------------------------------------------- factory
+
+
+def make_model(spec: str, **kwargs: Any) -> Model:
+    """Build the model a ``--model`` value names: ``replay:PATH`` or any litellm model name.
+
+    Keyword arguments go to `LiteLLMModel` (api_base, api_key, temperature, timeout, ...); a replay model
+    ignores them, so callers can pass their settings unconditionally.
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        raise UsageError(NO_MODEL_MESSAGE)
+    if spec.startswith(REPLAY_PREFIX):
+        return ReplayModel(_replay_path(spec))
+    return LiteLLMModel(spec, **kwargs)
+
+
+def check_credentials(spec: str, *, api_base: str | None = None, api_key: str | None = None) -> None:
+    """Fail before the run starts, with one line, when the model cannot possibly be called.
+
+    Catches a model name whose provider litellm cannot tell, and a provider key missing from the
+    environment. With an ``api_base`` (Ollama, vLLM, any local OpenAI-compatible server) or an explicit
+    ``api_key``, keys are not required: such servers often need none.
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        raise UsageError(NO_MODEL_MESSAGE)
+    if spec.startswith(REPLAY_PREFIX):
+        return
+    provider = _provider_of(spec, api_base)
+    if api_base or api_key or provider in AMBIENT_CREDENTIAL_PROVIDERS:
+        return
+    missing = list(_litellm().validate_environment(model=spec).get("missing_keys") or [])
+    if missing:
+        keys = (" or " if provider in ANY_ONE_KEY_PROVIDERS else " and ").join(missing)
+        raise ModelError(f"model {spec} needs {keys} in the environment; set it or choose another --model")
+
+
+# ---------------------------------------------------------------------------------------------- replay
+
+
+class ReplayModel:
+    """Returns the replies of a YAML file (a list of strings) verbatim, in order, whatever the prompt."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self.name = f"{REPLAY_PREFIX}{path}"
+        self.replies = _load_replies(self.path)
+        self._next = 0
+
+    def complete(self, messages: list[dict[str, str]]) -> ModelReply:
+        if self._next >= len(self.replies):
+            raise ModelStopped(f"replay file {self.path} has no reply left after {len(self.replies)} replies")
+        content = self.replies[self._next]
+        self._next += 1
+        prompt_chars = sum(len(str(message.get("content") or "")) for message in messages)
+        usage = Usage(_rough_tokens(prompt_chars), _rough_tokens(len(content)), 0.0)
+        return ModelReply(content=content, usage=usage, model=self.name, latency_s=0.0)
+
+
+def _replay_path(spec: str) -> str:
+    path = spec[len(REPLAY_PREFIX) :].strip()
+    if not path:
+        raise UsageError("--model replay:PATH needs a path to a YAML list of replies")
+    return path
+
+
+def _load_replies(path: Path) -> list[str]:
+    """Read and validate a replay file; every problem becomes one `UsageError` line."""
+    import yaml  # lazy: only replay runs need it
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"replay file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"cannot read replay file {path}: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "parse error"
+        raise UsageError(f"replay file {path} is not valid YAML: {problem}{where}") from None
+    if not isinstance(data, list):
+        raise UsageError(
+            f"replay file {path} must hold a YAML list of strings (one assistant reply each), "
+            f"not {_kind(data)}"
+        )
+    for number, item in enumerate(data, start=1):
+        if not isinstance(item, str):
+            raise UsageError(f"replay file {path}: reply {number} is {_kind(item)}, not a string")
+    return data
+
+
+def _kind(value: object) -> str:
+    return "nothing" if value is None else f"a {type(value).__name__}"
+
+
+def _rough_tokens(chars: int) -> int:
+    """About four characters per token: good enough for replay budgets and reports."""
+    return (chars + 3) // 4
+
+
+# --------------------------------------------------------------------------------------------- litellm
+
+
+class _BadReply(Exception):
+    """A 200 whose body holds no usable reply: treated like a server error and retried."""
+
+
+class LiteLLMModel:
+    """Any litellm model, with our own bounded retries and one-line errors."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        backoff_s: float = 1.0,
+        extra: dict | None = None,
+    ) -> None:
+        self.name = name
+        self.api_base = api_base
+        self.api_key = api_key
+        self.temperature = temperature
+        self.timeout = timeout
+        self.max_retries = max(0, max_retries)
+        self.backoff_s = backoff_s
+        self.extra: dict[str, Any] = dict(extra or {})
+
+    def complete(self, messages: list[dict[str, str]]) -> ModelReply:
+        """One reply, retrying transient failures (429, 5xx, timeouts, connection errors, bad bodies)."""
+        litellm = _litellm()
+        started = time.monotonic()
+        last_error: Exception | None = None
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = litellm.completion(**self._request(messages))
+                content = _content_of(response)
+            except Exception as exc:  # every failure is classified below; none escapes as a traceback
+                if not _is_retryable(exc):
+                    raise ModelError(self._fatal_message(exc)) from exc
+                last_error = exc
+                if attempt < self.max_retries:
+                    time.sleep(self._delay(attempt, exc))
+                continue
+            usage = Usage(*_tokens_of(response), cost=_cost_of(litellm, response))
+            return ModelReply(content, usage, self.name, time.monotonic() - started)
+        raise ModelStopped(
+            f"model {self.name} kept failing after {self.max_retries} retries; "
+            f"last error: {self._describe(last_error)}"
+        ) from last_error
+
+    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """Arguments for litellm.completion. Retries are off on both litellm's and the SDK's side."""
+        request: dict[str, Any] = {
+            **self.extra,
+            "model": self.name,
+            "messages": messages,
+            "timeout": self.timeout,
+            "num_retries": 0,
+            "max_retries": 0,
+        }
+        if self.api_base:
+            request["api_base"] = self.api_base
+        api_key = self.api_key or self._placeholder_key()
+        if api_key:
+            request["api_key"] = api_key
+        if self.temperature is not None:
+            request["temperature"] = self.temperature
+        return request
+
+    def _placeholder_key(self) -> str | None:
+        """A dummy key for ``openai/...`` models on a custom api_base when no OpenAI key is set.
+
+        The OpenAI SDK refuses to send a request without a key, yet local OpenAI-compatible servers
+        (Ollama, llama.cpp, vLLM) need none. A server that does want a key answers 401: a clear ModelError.
+        """
+        if self.api_base and self.name.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            return PLACEHOLDER_API_KEY
+        return None
+
+    def _delay(self, attempt: int, error: Exception) -> float:
+        """Seconds before the next attempt: the server's Retry-After (capped) or exponential backoff."""
+        retry_after = _retry_after_s(error)
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER_S)
+        backoff = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S)
+        return backoff * random.uniform(0.5, 1.0)  # jitter: parallel batch jobs must not retry in lockstep
+
+    def _fatal_message(self, error: Exception) -> str:
+        status = getattr(error, "status_code", None)
+        detail = self._describe(error)
+        if status in (401, 403) or _looks_like_missing_credentials(error):
+            return f"model {self.name}: authentication failed ({detail}); check the API key"
+        if status == 404:
+            return f"model {self.name} not found ({detail}); check the model name and --api-base"
+        return f"model {self.name} refused the request: {detail}"
+
+    def _describe(self, error: Exception | None) -> str:
+        text = _one_line(error)
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+
+def _litellm() -> ModuleType:
+    """Import litellm offline and quiet.
+
+    Lazy because the import takes seconds (``actsmith --help`` must not pay it). The environment variables
+    must be set before the import: without them litellm fetches its price map from GitHub at import time
+    and other catalogs later. ``setdefault`` leaves a user's explicit choice alone.
+    """
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    import litellm
+
+    litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on every exception
+    litellm.telemetry = False  # older releases had opt-out telemetry; harmless where the flag is gone
+    if "LITELLM_LOG" not in os.environ:  # LITELLM_LOG=DEBUG still works for someone debugging a provider
+        for name in _LITELLM_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    return litellm
+
+
+def _provider_of(spec: str, api_base: str | None) -> str:
+    """The litellm provider serving ``spec``; an unknown one is a `ModelError` naming the fix."""
+    try:
+        _, provider, _, _ = _litellm().get_llm_provider(model=spec, api_base=api_base)
+    except Exception:
+        raise ModelError(
+            f"unknown model {spec}: litellm cannot tell which provider serves it; "
+            f"prefix the provider, e.g. openai/{spec} or anthropic/{spec}"
+        ) from None
+    return str(provider)
+
+
+def _content_of(response: Any) -> str:
+    """The reply text, or `_BadReply` when the body has none (empty, None, or not a chat completion)."""
+    try:
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError) as exc:
+        raise _BadReply(f"malformed reply body ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(content, str) or not content.strip():
+        raise _BadReply("the model returned an empty reply")
+    return content
+
+
+def _tokens_of(response: Any) -> tuple[int, int]:
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None) or 0
+    completion = getattr(usage, "completion_tokens", None) or 0
+    return int(prompt), int(completion)
+
+
+def _cost_of(litellm: ModuleType, response: Any) -> float | None:
+    """Cost in USD, or None when litellm has no price for the model (or fails for any other reason)."""
+    try:
+        cost = litellm.completion_cost(completion_response=response)
+    except Exception:
+        return None
+    return float(cost) if cost is not None else None
+
+
+def _is_retryable(error: Exception) -> bool:
+    """Retry rate limits, timeouts, connection and server errors, bad bodies; not auth or bad requests.
+
+    litellm maps provider failures to exceptions carrying ``status_code`` (timeouts 408, connection
+    errors and malformed bodies 500); anything without one is treated as transient too.
+    """
+    if isinstance(error, _BadReply):
+        return True
+    if _looks_like_missing_credentials(error):
+        return False  # the OpenAI SDK's missing-key error arrives as a 500 from litellm
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500:
+        return status in RETRYABLE_4XX
+    return True
+
+
+def _looks_like_missing_credentials(error: Exception) -> bool:
+    return "missing credentials" in str(error).lower()
+
+
+def _retry_after_s(error: Exception) -> float | None:
+    """The server's requested pause, from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
+    headers = _response_headers(error)
+    if "retry-after-ms" in headers:
+        try:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _response_headers(error: Exception) -> dict[str, str]:
+    """Lower-cased HTTP response headers litellm kept on the exception, if any."""
+    candidates = (
+        getattr(error, "litellm_response_headers", None),
+        getattr(getattr(error, "response", None), "headers", None),
+    )
+    for headers in candidates:
+        if headers:
+            try:
+                return {str(key).lower(): str(value) for key, value in headers.items()}
+            except (AttributeError, TypeError):
+                continue
+    return {}
+
+
+_LITELLM_PREFIX = re.compile(r"^litellm\.(\w+): \1: ")
+
+
+def _one_line(error: Exception | None) -> str:
+    """A short single-line description of an exception, without litellm's repeated class prefix."""
+    if error is None:
+        return "unknown error"
+    text = str(error).split(", Received response - ")[0]  # litellm appends a repr of the raw response
+    text = " ".join(text.split()) or type(error).__name__
+    text = _LITELLM_PREFIX.sub(r"\1: ", text)
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 3] + "..."
+    return text
+
+
+__all__ = [
+    "LiteLLMModel",
+    "Model",
+    "ModelReply",
+    "ReplayModel",
+    "Usage",
+    "check_credentials",
+    "make_model",
+]
