@@ -119,7 +119,7 @@ def check_credentials(spec: str, *, api_base: str | None = None, api_key: str | 
     provider = _provider_of(spec, api_base)
     if api_base or api_key or provider in AMBIENT_CREDENTIAL_PROVIDERS:
         return
-    missing = list(_litellm().validate_environment(model=spec).get("missing_keys") or [])
+    missing = list(import_litellm().validate_environment(model=spec).get("missing_keys") or [])
     if missing:
         keys = (" or " if provider in ANY_ONE_KEY_PROVIDERS else " and ").join(missing)
         raise ModelError(f"model {spec} needs {keys} in the environment; set it or choose another --model")
@@ -225,7 +225,7 @@ class LiteLLMModel:
 
     def complete(self, messages: list[dict[str, str]]) -> ModelReply:
         """One reply, retrying transient failures (429, 5xx, timeouts, connection errors, bad bodies)."""
-        litellm = _litellm()
+        litellm = import_litellm()
         started = time.monotonic()
         last_error: Exception | None = None
         for attempt in range(self.max_retries + 1):
@@ -297,7 +297,7 @@ class LiteLLMModel:
         return text.replace(self.api_key, "***") if self.api_key else text
 
 
-def _litellm() -> ModuleType:
+def import_litellm() -> ModuleType:
     """Import litellm offline and quiet.
 
     Lazy because the import takes seconds (``actsmith --help`` must not pay it). The environment variables
@@ -319,7 +319,7 @@ def _litellm() -> ModuleType:
 def _provider_of(spec: str, api_base: str | None) -> str:
     """The litellm provider serving ``spec``; an unknown one is a `ModelError` naming the fix."""
     try:
-        _, provider, _, _ = _litellm().get_llm_provider(model=spec, api_base=api_base)
+        _, provider, _, _ = import_litellm().get_llm_provider(model=spec, api_base=api_base)
     except Exception:
         raise ModelError(
             f"unknown model {spec}: litellm cannot tell which provider serves it; "

@@ -22,7 +22,7 @@ from agent_cli.sandbox import Observation
 if TYPE_CHECKING:
     import docker
 
-LABEL = "actsmith.sandbox"
+LABEL = "actsmith.container"  # images carry actsmith.image; only our run containers carry this
 OWNER_LABEL = "actsmith.owner"
 WORKSPACE = "/workspace"
 READY_TIMEOUT_S = 60.0

@@ -1,0 +1,155 @@
+"""The `actsmith` command. It parses options and renders; the work happens in the library.
+
+Heavy modules (litellm, docker, git, the agent) are imported inside commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec
+
+import typer
+
+from agent_cli.errors import EXIT_INTERRUPTED, ActsmithError
+
+app = typer.Typer(
+    name="actsmith",
+    help="A coding agent: a model writes Python actions that run in a Docker sandbox on your repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(help="Build or clean the Docker sandbox.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+P = ParamSpec("P")
+
+
+def reports_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """Turn our errors into one line and the exit code DESIGN.md assigns, and Ctrl-C into 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except ActsmithError as error:
+            _console(stderr=True).print(f"[bold red]error:[/] {error}", soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            _console(stderr=True).print("[yellow]interrupted: the sandbox was removed[/]")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _open_workspace(repo: Path | None):
+    from agent_cli.workspace import Workspace
+
+    return Workspace.open(repo or Path.cwd())
+
+
+@app.command()
+@reports_errors
+def run(
+    task: Annotated[str, typer.Argument(help="What the agent should do, in plain words.")],
+    repo: Annotated[
+        Path | None, typer.Option(help="Repository to work in (default: the current one).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Any litellm model name, or replay:PATH for a scripted model.")
+    ] = None,
+    api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (exit 3).")] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Stop once the run cost this many USD (exit 3).")
+    ] = None,
+    max_time: Annotated[float | None, typer.Option(help="Stop after this many seconds of wall time.")] = None,
+    action_timeout: Annotated[
+        float | None, typer.Option(help="Seconds before an action is interrupted.")
+    ] = None,
+    max_output: Annotated[
+        int | None, typer.Option("--max-output", help="Characters of action output shown to the model.")
+    ] = None,
+    trajectory: Annotated[Path | None, typer.Option(help="Write the JSON Lines trajectory here.")] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Use this sandbox image instead of building ours.")
+    ] = None,
+    network: Annotated[
+        bool | None, typer.Option("--network/--no-network", help="Give the sandbox network access.")
+    ] = None,
+) -> None:
+    """Solve TASK in the repository, then print what changed."""
+    from agent_cli.runner import run_task
+    from agent_cli.settings import load_settings
+    from agent_cli.ui import TerminalObserver, render_summary
+
+    workspace = _open_workspace(repo)
+    flags = {
+        "model": model,
+        "api_base": api_base,
+        "max_steps": max_steps,
+        "max_cost": max_cost,
+        "max_time": max_time,
+        "action_timeout": action_timeout,
+        "max_output_chars": max_output,
+        "trajectory": trajectory.resolve() if trajectory else None,
+        "image": image,
+        "network": network,
+    }
+    settings = load_settings(workspace.root, flags)
+    console = _console()
+    observer = TerminalObserver(console)
+    try:
+        outcome = run_task(task, workspace, settings, observer, log=_console(stderr=True).print)
+    finally:
+        observer.close()
+    render_summary(console, outcome)
+    raise typer.Exit(outcome.exit_code)
+
+
+@sandbox_app.command("build")
+@reports_errors
+def sandbox_build(
+    base: Annotated[str | None, typer.Option(help="Base image (default: python:3.12-slim).")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Build even if an image for this recipe exists.")] = False,
+) -> None:
+    """Build the sandbox image (pull or build its base offline from Debian packages when needed)."""
+    from agent_cli.sandbox.docker_sandbox import docker_client
+    from agent_cli.sandbox.image import ensure_image
+    from agent_cli.settings import load_settings
+
+    settings = load_settings(None, {"base_image": base})
+    tag = ensure_image(docker_client(), base=settings.base_image, rebuild=rebuild, log=_console(True).print)
+    _console().print(tag)
+
+
+@sandbox_app.command("clean")
+@reports_errors
+def sandbox_clean(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Also remove containers of runs that are still going.")
+    ] = False,
+) -> None:
+    """Remove sandbox containers left behind by runs that were killed."""
+    from agent_cli.sandbox.docker_sandbox import docker_client, sweep_leftovers
+
+    removed = sweep_leftovers(docker_client(), everything=everything)
+    _console().print(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM gets the same cleanup path as Ctrl-C: containers are removed before we exit.
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    app()

@@ -1,0 +1,107 @@
+"""Run one task end to end: settings -> workspace -> model -> sandbox -> agent loop -> result.
+
+This is the library entry point that the CLI, batch jobs and the CI bot share.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent_cli.agent import Agent, AgentConfig, Observer, RunResult, SilentObserver
+from agent_cli.errors import ActsmithError
+from agent_cli.model import check_credentials, make_model
+from agent_cli.sandbox.docker_sandbox import DockerSandbox, SandboxLimits, docker_client
+from agent_cli.settings import Settings
+from agent_cli.trajectory import Trajectory
+from agent_cli.workspace import Workspace
+
+
+@dataclass
+class TaskOutcome:
+    result: RunResult | None  # None when the run was interrupted before it produced one
+    trajectory_path: Path
+    diff_stat: str
+    exit_code: int
+
+
+def agent_config(settings: Settings) -> AgentConfig:
+    return AgentConfig(
+        max_steps=settings.max_steps,
+        max_cost=settings.max_cost,
+        max_time=settings.max_time,
+        action_timeout=settings.action_timeout,
+        max_output_chars=settings.max_output_chars,
+        network=settings.network,
+    )
+
+
+def sandbox_limits(settings: Settings) -> SandboxLimits:
+    return SandboxLimits(
+        memory=settings.memory,
+        cpus=settings.cpus,
+        pids=settings.pids,
+        network=settings.network,
+        max_output_chars=settings.max_output_chars,
+    )
+
+
+def resolve_image(client, settings: Settings, log=None) -> str:
+    """The image to run: the one the user named, or ours built from sandboxes/ (cached by recipe hash)."""
+    if settings.image:
+        return settings.image
+    from agent_cli.sandbox.image import ensure_image
+
+    return ensure_image(client, base=settings.base_image, **({"log": log} if log else {}))
+
+
+def _warm_litellm_import(spec: str) -> None:
+    """Importing litellm takes seconds; overlap it with sandbox start-up instead of the first step."""
+    if spec.startswith("replay:"):
+        return
+
+    def load() -> None:
+        from agent_cli.model import import_litellm
+
+        import_litellm()
+
+    threading.Thread(target=load, daemon=True, name="litellm-import").start()
+
+
+def run_task(
+    task: str,
+    workspace: Workspace,
+    settings: Settings,
+    observer: Observer | None = None,
+    log=None,
+) -> TaskOutcome:
+    model = make_model(settings.model, api_base=settings.api_base)
+    _warm_litellm_import(settings.model)
+
+    run_dir = workspace.new_run_dir(task)
+    trajectory_path = settings.trajectory or run_dir / "trajectory.jsonl"
+    trajectory = Trajectory(trajectory_path)
+    before = workspace.snapshot()
+    trajectory.event("start", repo=str(workspace.root), snapshot=before, settings=settings)
+
+    client = docker_client()
+    image = resolve_image(client, settings, log)
+    check_credentials(settings.model, api_base=settings.api_base)
+    sandbox = DockerSandbox(client, image, workspace.root, sandbox_limits(settings))
+    result: RunResult | None = None
+    try:
+        sandbox.start()
+        agent = Agent(model, sandbox, trajectory, agent_config(settings), observer or SilentObserver())
+        result = agent.run(task)
+    except KeyboardInterrupt:
+        trajectory.event("interrupted")
+        raise
+    except ActsmithError as error:
+        trajectory.event("error", message=str(error), exit_code=error.exit_code)
+        raise
+    finally:
+        sandbox.close()
+        trajectory.close()
+    after = workspace.snapshot()
+    return TaskOutcome(result, trajectory_path, workspace.diff_stat(before, after), result.exit_code)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The one command that runs every check: lint, format, and the whole test suite (Docker tests included).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export ACTSMITH_DEV=1
+source "$root/scripts/setup.sh"
+cd "$root"
+ruff check .
+ruff format --check .
+python -m pytest "$@"

@@ -1,0 +1,129 @@
+"""Shared fixtures: real git repositories in temp dirs, the real sandbox image, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent_cli.sandbox.docker_sandbox import LABEL as SANDBOX_LABEL
+from agent_cli.trajectory import read_trajectory
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    from agent_cli.sandbox.docker_sandbox import docker_client as connect
+
+    return connect()
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client) -> str:
+    """The sandbox image, built through the same code path a user's first run takes."""
+    from agent_cli.sandbox.image import ensure_image
+
+    return ensure_image(docker_client)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def make_repo(root: Path, files: dict[str, str | bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "test@example.invalid")
+    git(root, "config", "user.name", "test")
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    return make_repo(
+        tmp_path / "repo", {"README.md": "# demo\n", "app.py": "def greet():\n    return 'hi'\n"}
+    )
+
+
+def write_replay(path: Path, replies: list[str]) -> Path:
+    path.write_text(yaml.safe_dump(replies, sort_keys=False))
+    return path
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The host environment minus model credentials, so no test can reach a real provider."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("ACTSMITH_")
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class CliRun:
+    code: int
+    stdout: str
+    stderr: str
+    trajectory: list[dict]
+
+    def events(self, kind: str) -> list[dict]:
+        return [e for e in self.trajectory if e["event"] == kind]
+
+
+def run_cli(args: list[str], cwd: Path, *, env: dict[str, str] | None = None, timeout: float = 180) -> CliRun:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent_cli", *args],
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    trajectory: list[dict] = []
+    if "--trajectory" in args:
+        path = Path(args[args.index("--trajectory") + 1])
+        if path.exists():
+            trajectory = read_trajectory(path)
+    return CliRun(proc.returncode, proc.stdout, proc.stderr, trajectory)
+
+
+@pytest.fixture
+def run_agent(repo, tmp_path, sandbox_image):
+    """Run `actsmith run` on the repo with a replay model made of `replies`."""
+
+    def run(replies: list[str], *extra: str, task: str = "do the task", env=None) -> CliRun:
+        replay = write_replay(tmp_path / "replay.yaml", replies)
+        trajectory = tmp_path / "trajectory.jsonl"
+        if trajectory.exists():
+            trajectory.unlink()
+        args = ["run", task, "--model", f"replay:{replay}", "--trajectory", str(trajectory), *extra]
+        return run_cli(args, repo, env=env)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_containers(request):
+    """Every test that touched Docker must leave no sandbox container behind."""
+    yield
+    if "sandbox_image" not in request.fixturenames and "docker_client" not in request.fixturenames:
+        return
+    from agent_cli.sandbox.docker_sandbox import docker_client as connect
+
+    leftovers = connect().containers.list(all=True, filters={"label": SANDBOX_LABEL})
+    for container in leftovers:
+        container.remove(force=True)
+    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
