@@ -1,0 +1,132 @@
+"""The Docker sandbox on its own: hardening, ownership, environment, cleanup, sweeping of orphans."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL, DockerSandbox, SandboxLimits, sweep_leftovers
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def sandbox(docker_client, sandbox_image, tmp_path):
+    box = DockerSandbox(docker_client, sandbox_image, tmp_path, SandboxLimits(max_output_chars=4000))
+    box.start()
+    yield box
+    box.close()
+
+
+def test_host_secrets_never_enter_the_container(docker_client, sandbox_image, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-host-secret-should-not-leak-000")
+    with DockerSandbox(docker_client, sandbox_image, tmp_path) as box:
+        obs = box.run("import os\nprint(sorted(os.environ))\nprint(open('/proc/1/environ','rb').read())", 10)
+    assert "OPENAI_API_KEY" not in obs.stdout
+    assert "sk-host-secret" not in obs.stdout
+
+
+def test_no_network_interface_but_loopback(sandbox):
+    obs = sandbox.run("import socket\nprint(sorted(name for _, name in socket.if_nameindex()))", 10)
+    assert obs.stdout.strip() == "['lo']"
+
+
+def test_runs_unprivileged_with_capabilities_dropped(sandbox):
+    obs = sandbox.run(
+        "status = open('/proc/self/status').read()\n"
+        "print([l for l in status.splitlines() if l.startswith(('CapEff', 'NoNewPrivs'))])",
+        10,
+    )
+    assert "CapEff:\\t0000000000000000" in obs.stdout
+    assert "NoNewPrivs:\\t1" in obs.stdout
+
+
+def test_files_written_in_the_workspace_belong_to_the_repository_owner(sandbox, tmp_path):
+    sandbox.run("open('made-in-sandbox.txt', 'w').write('x')", 10)
+    made = tmp_path / "made-in-sandbox.txt"
+    assert made.read_text() == "x"
+    assert (made.stat().st_uid, made.stat().st_gid) == (tmp_path.stat().st_uid, tmp_path.stat().st_gid)
+
+
+def test_working_directory_is_the_repository_and_it_is_importable(sandbox, tmp_path):
+    (tmp_path / "mymod.py").write_text("VALUE = 7\n")
+    obs = sandbox.run("import os, mymod\nprint(os.getcwd(), mymod.VALUE)", 10)
+    assert obs.stdout.strip() == "/workspace 7"
+
+
+def test_value_of_a_final_expression_is_echoed_like_a_repl(sandbox):
+    assert sandbox.run("x = [1, 2]\nx + [3]", 10).value == "[1, 2, 3]"
+    assert sandbox.run("None", 10).value is None
+
+
+def test_restart_loses_variables_but_keeps_files(sandbox, tmp_path):
+    sandbox.run("v = 1\nopen('f.txt', 'w').write('kept')", 10)
+    sandbox.restart()
+    obs = sandbox.run("print('v' in globals(), open('f.txt').read())", 10)
+    assert obs.stdout.strip() == "False kept"
+
+
+def test_an_interrupt_resistant_loop_is_killed_and_the_interpreter_restarted(sandbox):
+    obs = sandbox.run("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass", 1)
+    assert obs.timed_out and obs.restarted
+    assert "did not stop" in obs.restart_reason
+    assert sandbox.run("print('next')", 10).stdout == "next\n"
+
+
+def test_helpers_edit_files_with_clear_errors(sandbox, tmp_path):
+    (tmp_path / "m.py").write_text("def f():\n    return 1\n\ndef g():\n    return 1\n")
+    ambiguous = sandbox.run("replace('m.py', 'return 1', 'return 2')", 10)
+    assert "occurs 2 times (lines 2, 5)" in ambiguous.error
+    missing = sandbox.run("replace('m.py', 'def  f():', 'def h():')", 10)
+    assert "not found" in missing.error and "line 1: def f():" in missing.error
+    sandbox.run("replace('m.py', 'def g():\\n    return 1', 'def g():\\n    return 2')", 10)
+    assert (tmp_path / "m.py").read_text().endswith("def g():\n    return 2\n")
+    found = sandbox.run("find_symbol('g')", 10)
+    assert "m.py:4: def g():" in found.stdout
+
+
+def test_the_container_is_removed_on_close(docker_client, sandbox_image, tmp_path):
+    box = DockerSandbox(docker_client, sandbox_image, tmp_path)
+    box.start()
+    container_id = box.container
+    box.close()
+    assert not [c for c in docker_client.containers.list(all=True) if c.id == container_id]
+
+
+def test_a_killed_run_leaves_a_container_that_the_next_start_sweeps(docker_client, sandbox_image, tmp_path):
+    # A child process starts a sandbox and is SIGKILLed: nothing of ours runs to clean up.
+    script = (
+        "import sys, time\nfrom pathlib import Path\n"
+        "from agent_cli.sandbox.docker_sandbox import DockerSandbox, docker_client\n"
+        "box = DockerSandbox(docker_client(), sys.argv[1], Path(sys.argv[2]))\n"
+        "box.start()\nprint(box.container, flush=True)\ntime.sleep(600)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, sandbox_image, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    container_id = child.stdout.readline().strip()
+    child.kill()
+    child.wait()
+    owned = [c for c in docker_client.containers.list(all=True, filters={"label": LABEL})]
+    # Either the kernel saw its stdin close and the container removed itself, or the sweep removes it.
+    sweep_leftovers(docker_client)
+    remaining = [c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})]
+    assert container_id not in remaining
+    assert all(OWNER_LABEL in c.labels for c in owned)
+
+
+def test_sweep_spares_containers_of_live_runs(docker_client, sandbox, tmp_path):
+    assert sweep_leftovers(docker_client) == []
+    assert sandbox.run("print('still mine')", 10).stdout == "still mine\n"
+
+
+def test_a_container_of_a_dead_owner_is_swept(docker_client, sandbox_image):
+    dead_owner = f"{os.uname().nodename}:999999:0"
+    container = docker_client.containers.create(
+        sandbox_image, ["sleep", "600"], labels={LABEL: "1", OWNER_LABEL: dead_owner}
+    )
+    removed = sweep_leftovers(docker_client)
+    assert container.name in removed
