@@ -13,8 +13,8 @@ from typing import Protocol
 from agent_cli.actions import ParsedReply, parse_reply
 from agent_cli.errors import EXIT_LIMIT, EXIT_OK, LimitReached, ModelStopped
 from agent_cli.model import Model, ModelReply, Usage
-from agent_cli.prompts import helper_docs, render
 from agent_cli.sandbox import Observation, Sandbox
+from agent_cli.templates import helper_docs, render
 from agent_cli.trajectory import Trajectory
 
 MAX_REPLIES_WITHOUT_ACTION = 3
