@@ -130,3 +130,16 @@ def test_a_container_of_a_dead_owner_is_swept(docker_client, sandbox_image):
     )
     removed = sweep_leftovers(docker_client)
     assert container.name in removed
+
+
+def test_sh_returns_when_the_shell_exits_even_if_a_background_job_holds_the_pipe(sandbox):
+    obs = sandbox.run("r = sh('echo started; sleep 60 &')\nr.returncode, r.output", 20)
+    assert not obs.timed_out
+    assert obs.value == "(0, 'started\\n')"
+
+
+def test_a_helper_error_shows_the_action_line_and_the_message_not_kernel_frames(sandbox):
+    obs = sandbox.run("replace('missing.py', 'a', 'b')", 10)
+    assert "<action-" in obs.error
+    assert "missing.py: no such file" in obs.error
+    assert "/opt/actsmith" not in obs.error

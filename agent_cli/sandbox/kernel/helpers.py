@@ -7,8 +7,10 @@ from these signatures and docstrings, so keep each docstring short, exact and wr
 import difflib
 import os
 import re
+import selectors
 import subprocess
 import sys
+import time
 
 __all__ = ["create", "find_symbol", "finish", "insert", "replace", "run_tests", "search", "sh", "view"]
 
@@ -193,22 +195,49 @@ class ShellResult:
 
 
 def sh(cmd, timeout=None):
-    """Run a shell command in the repository root; prints its output (stdout and stderr) and returns a result with .returncode and .output (last 64 KB)."""
+    """Run a shell command in the repository root; prints its output (stdout and stderr) and returns a result with .returncode and .output (last 64 KB). Start background jobs with their output sent to a file: `sh("server > server.log 2>&1 &")`."""
     sys.stdout.flush()
-    proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    kept = bytearray()
+    proc = subprocess.Popen(
+        cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-            sys.stdout.buffer.write(chunk)
-            kept += chunk
-            del kept[:-65536]
-        returncode = proc.wait(timeout=timeout)
+        kept = _relay_output(proc, timeout)
+        returncode = proc.wait()
     except BaseException:
         proc.kill()
         proc.wait()
         raise
     sys.stdout.flush()
     return ShellResult(returncode, kept.decode("utf-8", "replace"))
+
+
+def _relay_output(proc, timeout):
+    """Print the command's output as it comes; stop shortly after the shell exits even if a
+    background job it started still holds the pipe open."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    kept = bytearray()
+    fd = proc.stdout.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    exited_at = None
+    try:
+        while True:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > 0.2:
+                return kept
+            if selector.select(0.05):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return kept
+                sys.stdout.buffer.write(chunk)
+                kept += chunk
+                del kept[:-65536]
+    finally:
+        selector.close()
 
 
 def run_tests(cmd="python3 -m pytest -q -x", timeout=None):

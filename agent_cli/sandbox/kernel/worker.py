@@ -14,6 +14,7 @@ import sys
 import traceback
 
 MAX_VALUE_CHARS = 10000
+KERNEL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class Finished(BaseException):
@@ -36,13 +37,12 @@ def compile_action(code, filename):
 
 
 def format_error(exc, filename):
-    """A traceback that starts at the action's own code, not inside this kernel."""
+    """A traceback of the action's own code: kernel frames (this file, the helpers) are left out."""
     if isinstance(exc, SyntaxError):
         return "".join(traceback.format_exception_only(type(exc), exc))
-    frames = traceback.extract_tb(exc.__traceback__)
-    start = next((i for i, f in enumerate(frames) if f.filename == filename), 0)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(KERNEL_DIR)]
     lines = ["Traceback (most recent call last):\n"]
-    lines += traceback.format_list(frames[start:])
+    lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines)
 
