@@ -93,7 +93,7 @@ def run_task(
     try:
         sandbox.start()
         agent = Agent(model, sandbox, trajectory, agent_config(settings), observer or SilentObserver())
-        result = agent.run(task)
+        result = agent.run(task, repo_summary=workspace.summary())
     except KeyboardInterrupt:
         trajectory.event("interrupted")
         raise

@@ -78,7 +78,7 @@ def render_summary(console: Console, outcome: TaskOutcome) -> None:
     status_style = "green" if result.exit_code == 0 else "yellow"
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     table.add_row("status", Text(f"{result.status}: {result.message}", style=status_style))
     table.add_row("steps", str(len(result.steps)))
     usage = result.usage

@@ -72,6 +72,22 @@ class Workspace:
         run_dir.mkdir(parents=True)
         return run_dir
 
+    def summary(self, max_entries: int = 40) -> str:
+        """A one-paragraph sketch of the repository for the first prompt: size and top-level entries."""
+        files = self.repo.git.ls_files("-z").split("\0")
+        files = [f for f in files if f]
+        top: dict[str, int] = {}
+        for name in files:
+            head, sep, _ = name.partition("/")
+            key = head + ("/" if sep else "")
+            top[key] = top.get(key, 0) + 1
+        entries = [
+            f"{k} ({n} file{'' if n == 1 else 's'})" if k.endswith("/") else k for k, n in sorted(top.items())
+        ]
+        shown = ", ".join(entries[:max_entries])
+        more = f", and {len(entries) - max_entries} more" if len(entries) > max_entries else ""
+        return f"{len(files)} tracked files. Top level: {shown}{more}."
+
     def snapshot(self) -> str:
         """A tree object holding the working tree as it is now, untracked files included."""
         repo = self.repo

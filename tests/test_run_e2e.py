@@ -163,6 +163,7 @@ def test_the_trajectory_holds_every_model_call_and_observation(run_agent):
     first_messages = calls[0]["messages"]
     assert first_messages[0]["role"] == "system" and "<execute>" in first_messages[0]["content"]
     assert "inspect the repo" in first_messages[1]["content"]
+    assert "2 tracked files" in first_messages[1]["content"] and "app.py" in first_messages[1]["content"]
     # The third call saw both earlier replies and both observations, exactly as sent.
     third = calls[2]["messages"]
     assert [m["role"] for m in third] == ["system", "user", "assistant", "user", "assistant", "user"]
