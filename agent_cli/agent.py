@@ -127,12 +127,13 @@ class Agent:
                 self._record_step(number, reply, parsed, None, render("no_action"))
                 continue
             replies_without_action = 0
-            observation = self._act(number, parsed)
+            timeout = self._timeout()
+            observation = self._act(number, parsed, timeout)
             if observation.finished is not None:
                 self._record_step(number, reply, parsed, observation, "[finished]")
                 return self._result("finished", EXIT_OK, "the model called finish()", observation.finished)
             steps_left = self.config.max_steps - number
-            text = render("observation", obs=observation, timeout=self._timeout(), steps_left=steps_left)
+            text = render("observation", obs=observation, timeout=timeout, steps_left=steps_left)
             self._record_step(number, reply, parsed, observation, text)
 
     def _check_limits(self, number: int) -> None:
@@ -163,9 +164,9 @@ class Agent:
         )
         return reply
 
-    def _act(self, number: int, parsed: ParsedReply) -> Observation:
+    def _act(self, number: int, parsed: ParsedReply, timeout: float) -> Observation:
         self.observer.action_started(number, parsed.thought, parsed.code or "")
-        return self.sandbox.run(parsed.code or "", self._timeout())
+        return self.sandbox.run(parsed.code or "", timeout)
 
     def _record_step(
         self,

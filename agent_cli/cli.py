@@ -13,7 +13,7 @@ from typing import Annotated, ParamSpec
 
 import typer
 
-from agent_cli.errors import EXIT_INTERRUPTED, ActsmithError
+from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError
 
 app = typer.Typer(
     name="actsmith",
@@ -35,13 +35,39 @@ def reports_errors(command: Callable[P, None]) -> Callable[P, None]:
         try:
             command(*args, **kwargs)
         except ActsmithError as error:
-            _console(stderr=True).print(f"[bold red]error:[/] {error}", soft_wrap=True)
+            _print_error(str(error))
             raise typer.Exit(error.exit_code) from None
+        except Exception as error:
+            if not _is_environment_error(error):
+                raise
+            _print_error(f"{type(error).__name__}: {_first_line(error)}")
+            raise typer.Exit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]interrupted: the sandbox was removed[/]")
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def _is_environment_error(error: Exception) -> bool:
+    """Failures of Docker or git that reached us unexpected: still one line and exit 2, not a traceback."""
+    return type(error).__module__.split(".")[0] in {"docker", "git", "requests", "urllib3"}
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _print_error(message: str) -> None:
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def _progress(line: str) -> None:
+    """Progress of slow set-up (image builds): dim, on stderr, printed as plain text."""
+    _console(stderr=True).print(line, style="dim", markup=False, highlight=False)
 
 
 def _console(stderr: bool = False):
@@ -108,7 +134,7 @@ def run(
     console = _console()
     observer = TerminalObserver(console)
     try:
-        outcome = run_task(task, workspace, settings, observer, log=_console(stderr=True).print)
+        outcome = run_task(task, workspace, settings, observer, log=_progress)
     finally:
         observer.close()
     render_summary(console, outcome)
@@ -127,7 +153,7 @@ def sandbox_build(
     from agent_cli.settings import load_settings
 
     settings = load_settings(None, {"base_image": base})
-    tag = ensure_image(docker_client(), base=settings.base_image, rebuild=rebuild, log=_console(True).print)
+    tag = ensure_image(docker_client(), base=settings.base_image, rebuild=rebuild, log=_progress)
     _console().print(tag)
 
 

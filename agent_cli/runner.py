@@ -5,12 +5,11 @@ This is the library entry point that the CLI, batch jobs and the CI bot share.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent_cli.agent import Agent, AgentConfig, Observer, RunResult, SilentObserver
-from agent_cli.errors import ActsmithError
+from agent_cli.errors import ActsmithError, EnvironmentProblem, UsageError
 from agent_cli.model import check_credentials, make_model
 from agent_cli.sandbox.docker_sandbox import DockerSandbox, SandboxLimits, docker_client
 from agent_cli.settings import Settings
@@ -50,23 +49,18 @@ def sandbox_limits(settings: Settings) -> SandboxLimits:
 def resolve_image(client, settings: Settings, log=None) -> str:
     """The image to run: the one the user named, or ours built from sandboxes/ (cached by recipe hash)."""
     if settings.image:
+        from docker.errors import ImageNotFound
+
+        try:
+            client.images.get(settings.image)
+        except ImageNotFound:
+            raise EnvironmentProblem(
+                f"image {settings.image} is not present locally: pull or build it, or drop --image"
+            ) from None
         return settings.image
     from agent_cli.sandbox.image import ensure_image
 
     return ensure_image(client, base=settings.base_image, **({"log": log} if log else {}))
-
-
-def _warm_litellm_import(spec: str) -> None:
-    """Importing litellm takes seconds; overlap it with sandbox start-up instead of the first step."""
-    if spec.startswith("replay:"):
-        return
-
-    def load() -> None:
-        from agent_cli.model import import_litellm
-
-        import_litellm()
-
-    threading.Thread(target=load, daemon=True, name="litellm-import").start()
 
 
 def run_task(
@@ -77,17 +71,13 @@ def run_task(
     log=None,
 ) -> TaskOutcome:
     model = make_model(settings.model, api_base=settings.api_base)
-    _warm_litellm_import(settings.model)
-
-    run_dir = workspace.new_run_dir(task)
-    trajectory_path = settings.trajectory or run_dir / "trajectory.jsonl"
-    trajectory = Trajectory(trajectory_path)
-    before = workspace.snapshot()
-    trajectory.event("start", repo=str(workspace.root), snapshot=before, settings=settings)
-
+    check_credentials(settings.model, api_base=settings.api_base)
     client = docker_client()
     image = resolve_image(client, settings, log)
-    check_credentials(settings.model, api_base=settings.api_base)
+
+    trajectory = open_trajectory(settings.trajectory or workspace.new_run_dir(task) / "trajectory.jsonl")
+    before = workspace.snapshot()
+    trajectory.event("start", repo=str(workspace.root), snapshot=before, settings=settings)
     sandbox = DockerSandbox(client, image, workspace.root, sandbox_limits(settings))
     result: RunResult | None = None
     try:
@@ -104,4 +94,11 @@ def run_task(
         sandbox.close()
         trajectory.close()
     after = workspace.snapshot()
-    return TaskOutcome(result, trajectory_path, workspace.diff_stat(before, after), result.exit_code)
+    return TaskOutcome(result, trajectory.path, workspace.diff_stat(before, after), result.exit_code)
+
+
+def open_trajectory(path: Path) -> Trajectory:
+    try:
+        return Trajectory(path)
+    except OSError as error:
+        raise UsageError(f"cannot write the trajectory at {path}: {error.strerror or error}") from None

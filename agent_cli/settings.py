@@ -12,6 +12,9 @@ from typing import Any
 from agent_cli.errors import UsageError
 
 REPO_CONFIG = ".actsmith.toml"
+# A repository is not trusted to choose where API keys are sent, what runs outside the sandbox's
+# defaults, or where files are written on the host; the sandbox could also edit this file.
+NOT_FROM_REPO = ("api_base", "image", "base_image", "network", "trajectory")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,17 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         raise UsageError(f"{source}: {name} = {value!r} is not a valid {kind.split(' ')[0]}") from None
 
 
+def _from_repo_toml(path: Path) -> dict[str, Any]:
+    values = _from_toml(path)
+    refused = sorted(set(values) & set(NOT_FROM_REPO))
+    if refused:
+        raise UsageError(
+            f"{path}: {', '.join(refused)} cannot be set by a repository (it could send your API key or "
+            "loosen the sandbox); set it with a flag, ACTSMITH_* or your user config instead"
+        )
+    return values
+
+
 def _from_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -93,7 +107,7 @@ def load_settings(
     merged: dict[str, Any] = {}
     merged.update(_from_toml(user_config_path()))
     if repo is not None:
-        merged.update(_from_toml(repo / REPO_CONFIG))
+        merged.update(_from_repo_toml(repo / REPO_CONFIG))
     merged.update(_from_environment(dict(os.environ if environ is None else environ)))
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
     return replace(Settings(), **merged)

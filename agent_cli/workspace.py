@@ -17,6 +17,7 @@ from pathlib import Path
 from agent_cli.errors import UsageError
 
 RUNS_DIR = ".actsmith"
+HARDENED_GIT_CONFIG = ("core.fsmonitor=false", "core.hooksPath=/dev/null")
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Workspace:
             raise UsageError(f"{path} does not exist")
         try:
             repo = git.Repo(path, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError, PermissionError):
             raise UsageError(
                 f"not a git repository: {path} (run inside one, pass --repo PATH, or run `git init` first)"
             ) from None
@@ -44,9 +45,13 @@ class Workspace:
 
     @property
     def repo(self):
+        """The repository, with git told not to run anything the repository's own config names:
+        a sandboxed action must never get code executed on the host through our git commands."""
         import git
 
-        return git.Repo(self.root)
+        repo = git.Repo(self.root)
+        repo.git.set_persistent_git_options(c=[*HARDENED_GIT_CONFIG, f"safe.directory={self.root}"])
+        return repo
 
     def exclude_runs_dir(self) -> None:
         """Keep .actsmith/ out of git through info/exclude, never by editing a tracked .gitignore."""

@@ -183,7 +183,9 @@ def test_default_trajectory_is_under_dot_actsmith_and_kept_out_of_git(repo, tmp_
 
 
 def test_secrets_in_observations_are_redacted_from_the_trajectory(run_agent):
-    secret = "sk-test-abcdefghijklmnopqrstuvwx0123"
+    secret = (
+        "plain-looking-secret-7f3a9c"  # no known credential shape: only the env-based redaction catches it
+    )
     run = run_agent(
         [f"<execute>\nprint('key is {secret}')\n</execute>", "<execute>finish('ok')</execute>"],
         env=clean_env(MY_SERVICE_TOKEN=secret),
@@ -273,13 +275,65 @@ def test_litellm_network_path_against_a_local_openai_compatible_server(repo, tmp
             ["run", "compute", "--model", "openai/stub-model", "--api-base", server.api_base]
             + ["--trajectory", str(trajectory)],
             repo,
-            env=clean_env(OPENAI_API_KEY="sk-local-stub-key-123456"),
+            env=clean_env(OPENAI_API_KEY="local-stub-key-123456"),
             timeout=180,
         )
         assert run.code == 0, run.stderr
         assert len(server.requests) == 2
+        assert server.headers[0].get("authorization") == "Bearer local-stub-key-123456"
         second_request = server.requests[1]["messages"]
         assert "42" in second_request[-1]["content"]
     finally:
         server.stop()
-    assert "sk-local-stub-key-123456" not in Path(trajectory).read_text()
+    assert "local-stub-key-123456" not in Path(trajectory).read_text()
+
+
+def test_explicit_trajectory_creates_no_run_directory(run_agent, repo):
+    run = run_agent(["<execute>finish('ok')</execute>"])
+    assert run.code == 0, run.stderr
+    assert not (repo / ".actsmith").exists()
+
+
+def test_a_missing_image_is_one_line_exit_2(repo, tmp_path):
+    replay = write_replay(tmp_path / "r.yaml", ["<execute>finish('x')</execute>"])
+    run = run_cli(["run", "x", "--model", f"replay:{replay}", "--image", "no-such-image:1"], repo)
+    assert run.code == 2
+    assert "no-such-image:1 is not present" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_an_unwritable_trajectory_path_is_one_line_exit_2(repo, tmp_path, sandbox_image):
+    replay = write_replay(tmp_path / "r.yaml", ["<execute>finish('x')</execute>"])
+    target = tmp_path / "not-a-dir"
+    target.write_text("a file")
+    run = run_cli(["run", "x", "--model", f"replay:{replay}", "--trajectory", str(target / "t.jsonl")], repo)
+    assert run.code == 2
+    assert "cannot write the trajectory" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_error_text_with_brackets_is_printed_literally(repo):
+    run = run_cli(["run", "x", "--model", "replay:/nonexistent/[bold]x.yaml"], repo)
+    assert run.code == 2
+    assert "[bold]x.yaml" in run.stderr
+
+
+def test_sandboxed_code_cannot_make_the_hosts_git_run_a_command(run_agent, repo, tmp_path):
+    canary = tmp_path / "host-ran-it"
+    hook = f"#!/bin/sh\ntouch {canary}\n"
+    run = run_agent(
+        [
+            "<execute>\n"
+            f"open('fsmonitor.sh', 'w').write({hook!r})\n"
+            "import os\nos.chmod('fsmonitor.sh', 0o755)\n"
+            "r = sh('git config core.fsmonitor \"$PWD/fsmonitor.sh\"')\n"
+            "try:\n    open('.git/config', 'a').write('[core]\\n\\tfsmonitor = /workspace/fsmonitor.sh\\n')\n"
+            "except OSError as e:\n    print('refused:', e.strerror)\n"
+            "</execute>",
+            "<execute>finish('tried')</execute>",
+        ]
+    )
+    assert run.code == 0, run.stderr
+    assert "refused: Read-only file system" in observations(run)[0]
+    assert "fsmonitor" not in (repo / ".git" / "config").read_text()
+    assert not canary.exists()

@@ -50,3 +50,15 @@ def test_invalid_toml_is_one_clear_error(tmp_path, user_config):
     (tmp_path / ".actsmith.toml").write_text("model = \n")
     with pytest.raises(UsageError, match="not valid TOML"):
         load_settings(tmp_path, {}, environ={})
+
+
+@pytest.mark.parametrize("key, value", [("api_base", '"http://evil.example/v1"'), ("network", "true")])
+def test_a_repository_cannot_redirect_api_keys_or_loosen_the_sandbox(tmp_path, user_config, key, value):
+    (tmp_path / ".actsmith.toml").write_text(f'model = "gpt-4o"\n{key} = {value}\n')
+    with pytest.raises(UsageError, match=f"{key} cannot be set by a repository"):
+        load_settings(tmp_path, {}, environ={})
+
+
+def test_the_user_config_may_set_api_base(tmp_path, user_config):
+    user_config.write_text('api_base = "http://localhost:11434"\n')
+    assert load_settings(tmp_path, {}, environ={}).api_base == "http://localhost:11434"

@@ -143,6 +143,16 @@ class AttachChannel:
             pass
 
 
+def workspace_binds(repo: Path) -> dict[str, dict[str, str]]:
+    """The repository read-write, but its .git read-only: from inside, code could otherwise plant
+    hooks or config (core.fsmonitor, filters) that the host's own git commands would execute."""
+    binds = {str(repo): {"bind": WORKSPACE, "mode": "rw"}}
+    git_entry = repo / ".git"
+    if git_entry.exists():
+        binds[str(git_entry)] = {"bind": f"{WORKSPACE}/.git", "mode": "ro"}
+    return binds
+
+
 @dataclass
 class DockerSandbox:
     """One container per run, the repository bind-mounted read-write at /workspace."""
@@ -165,13 +175,21 @@ class DockerSandbox:
             self.channel = AttachChannel(sock)
             self.client.api.start(self.container)
             ready = self.channel.receive(time.monotonic() + READY_TIMEOUT_S)
+        except (ConnectionError, OSError):
+            ready = None
         except BaseException:
             self.close()
             raise
         if not ready or ready.get("event") != "ready":
-            detail = self.channel.stderr_tail.decode(errors="replace").strip().splitlines()[-1:]
+            said = (
+                self.channel.stderr_tail.decode(errors="replace").strip().splitlines() if self.channel else []
+            )
             self.close()
-            raise EnvironmentProblem(f"the sandbox interpreter did not start in {self.image}: {detail}")
+            detail = f": {said[-1]}" if said else ""
+            raise EnvironmentProblem(
+                f"the sandbox interpreter did not start in image {self.image}{detail} "
+                "(rebuild it with `actsmith sandbox build --rebuild`)"
+            )
 
     def _create_container(self) -> str:
         """Create the container through the low-level API, which lets us set StdinOnce."""
@@ -179,7 +197,7 @@ class DockerSandbox:
         stat = self.repo.stat()
         limits = self.limits
         host_config = api.create_host_config(
-            binds={str(self.repo): {"bind": WORKSPACE, "mode": "rw"}},
+            binds=workspace_binds(self.repo),
             network_mode="bridge" if limits.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -203,7 +221,12 @@ class DockerSandbox:
             # Files the model writes belong to whoever owns the repository.
             user=f"{stat.st_uid}:{stat.st_gid}",
             # A fixed environment: nothing from the host's (API keys, tokens) crosses into the sandbox.
-            environment={"HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"},
+            environment={
+                "HOME": "/tmp",
+                "LANG": "C.UTF-8",
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "ACTSMITH_SANDBOX": "1",
+            },
             host_config=host_config,
         )
         return created["Id"]
@@ -224,9 +247,9 @@ class DockerSandbox:
             self.channel.send(request)
             reply = self._await_reply(self.next_id, started + timeout + HOST_SLACK_S)
         except (ConnectionError, OSError):
-            reply = None
+            return self._replace_container("the sandbox exited", started, timed_out=False)
         if reply is None:
-            return self._replace_container("the sandbox stopped responding", started)
+            return self._replace_container("the sandbox stopped responding", started, timed_out=True)
         return observation_from_reply(reply)
 
     def _await_reply(self, request_id: int, deadline: float) -> dict | None:
@@ -235,12 +258,12 @@ class DockerSandbox:
             if message is None or message.get("id") == request_id:
                 return message
 
-    def _replace_container(self, reason: str, started: float) -> Observation:
+    def _replace_container(self, reason: str, started: float, *, timed_out: bool) -> Observation:
         self.close()
         self.start()
         return Observation(
             restarted=True,
-            timed_out=True,
+            timed_out=timed_out,
             restart_reason=f"{reason}; a new sandbox was started",
             duration_s=time.monotonic() - started,
         )
@@ -253,7 +276,7 @@ class DockerSandbox:
         self.next_id += 1
         self.channel.send({"id": self.next_id, "op": "restart"})
         if self._await_reply(self.next_id, time.monotonic() + READY_TIMEOUT_S) is None:
-            self._replace_container("the interpreter did not restart", time.monotonic())
+            self._replace_container("the interpreter did not restart", time.monotonic(), timed_out=False)
 
     def close(self) -> None:
         if self.channel is not None:

@@ -8,6 +8,7 @@ import difflib
 import os
 import re
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -197,18 +198,31 @@ class ShellResult:
 def sh(cmd, timeout=None):
     """Run a shell command in the repository root; prints its output (stdout and stderr) and returns a result with .returncode and .output (last 64 KB). Start background jobs with their output sent to a file: `sh("server > server.log 2>&1 &")`."""
     sys.stdout.flush()
+    # Its own process group, so an interrupt or a timeout stops everything the command started.
     proc = subprocess.Popen(
-        cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        cmd,
+        shell=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         kept = _relay_output(proc, timeout)
         returncode = proc.wait()
     except BaseException:
-        proc.kill()
-        proc.wait()
+        _kill_group(proc)
         raise
     sys.stdout.flush()
     return ShellResult(returncode, kept.decode("utf-8", "replace"))
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
 
 
 def _relay_output(proc, timeout):

@@ -18,6 +18,8 @@ import sys
 import time
 import uuid
 
+from common import MIN_KEEP, cut_middle, with_cut_note
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "worker.py")
 INTERRUPT_GRACE_S = 2.0
@@ -26,10 +28,12 @@ DEFAULT_MAX_OUTPUT = 10000
 
 
 class HeadTail:
-    """Keeps the first and last `keep` bytes of a stream and counts what fell in between."""
+    """Keeps the first `keep` bytes and the last `keep` bytes of a stream (the two may overlap), so
+    memory stays bounded whatever an action prints and the end-of-action marker, always written
+    last, is whole in `tail`."""
 
     def __init__(self, keep):
-        self.keep = keep
+        self.keep = max(keep, MIN_KEEP)
         self.head = bytearray()
         self.tail = bytearray()
         self.total = 0
@@ -37,40 +41,37 @@ class HeadTail:
 
     def add(self, data):
         self.total += len(data)
-        room = self.keep - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > self.keep:
-                del self.tail[: len(self.tail) - self.keep]
+        if len(self.head) < self.keep:
+            self.head += data[: self.keep - len(self.head)]
+        self.tail += data
+        if len(self.tail) > self.keep:
+            del self.tail[: len(self.tail) - self.keep]
 
-    def strip_suffix(self, marker):
-        """Remove the end-of-action marker wherever it landed; True when it was found."""
-        for buf in (self.tail, self.head):
-            idx = buf.rfind(marker)
-            if idx >= 0:
-                del buf[idx : idx + len(marker)]
-                self.total -= len(marker)
-                return True
-        return False
+    def has(self, marker):
+        return self.tail.find(marker) >= 0
+
+    def remove(self, marker):
+        """Cut the marker out of the stream, from whichever of head and tail hold its bytes."""
+        idx = self.tail.rfind(marker)
+        if idx < 0:
+            return
+        start = self.total - len(self.tail) + idx
+        del self.head[start : start + len(marker)]
+        del self.tail[idx : idx + len(marker)]
+        self.total -= len(marker)
 
     def text(self, max_chars):
-        """Decoded output, cut in the middle with a marker that says how much was cut."""
-        kept = len(self.head) + len(self.tail)
-        dropped = self.total - kept
+        """Decoded output within `max_chars`, cut in the middle with a note saying how much was cut."""
+        tail_start = self.total - len(self.tail)
+        if tail_start <= len(self.head):
+            return cut_middle(
+                (self.head + self.tail[len(self.head) - tail_start :]).decode("utf-8", "replace"), max_chars
+            )
+        half = max(max_chars // 2, 1)
         head = self.head.decode("utf-8", "replace")
         tail = self.tail.decode("utf-8", "replace")
-        if dropped <= 0 and len(head) + len(tail) <= max_chars:
-            return head + tail, 0
-        whole = head + tail
-        half = max(max_chars // 2, 1)
-        cut = dropped + max(len(whole) - 2 * half, 0)
-        if len(whole) > 2 * half:
-            head, tail = whole[:half], whole[-half:]
-        note = "\n[... %d characters cut: output was too long ...]\n" % cut
-        return head + note + tail, cut
+        cut = tail_start - len(self.head) + max(len(head) - half, 0) + max(len(tail) - half, 0)
+        return with_cut_note(head[:half], tail[-half:], cut)
 
 
 class Worker:
@@ -141,6 +142,25 @@ class Worker:
             pass
 
 
+def kill_strays():
+    """In our container, kill every process but init and us: whatever a dead worker started
+    (servers, sh() jobs in their own sessions) must not outlive it. Never outside a sandbox."""
+    if os.environ.get("ACTSMITH_SANDBOX") != "1":
+        return
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in (1, os.getpid()):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
+    while True:  # reap what we can; init reaps the rest
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                break
+        except ChildProcessError:
+            break
+
+
 def wait_for_exit(proc):
     try:
         return proc.wait(timeout=1.0)
@@ -176,6 +196,7 @@ class Supervisor:
 
     def restart_worker(self):
         self.worker.kill()
+        kill_strays()
         self.worker = Worker()
 
     def read_host_messages(self):
@@ -224,7 +245,8 @@ class Supervisor:
         out, err = HeadTail(max_output), HeadTail(max_output)
         started = time.monotonic()
         worker = self.worker
-        worker.req.write(json.dumps({"code": message["code"], "marker": marker.decode()}) + "\n")
+        request = {"code": message["code"], "marker": marker.decode(), "max_output": max_output}
+        worker.req.write(json.dumps(request) + "\n")
 
         streams = {worker.proc.stdout.fileno(): out, worker.proc.stderr.fileno(): err}
         sel = selectors.DefaultSelector()
@@ -255,7 +277,7 @@ class Supervisor:
                     if self.host_eof:
                         sel.unregister(fd)
                 elif fd == worker.resp_fd:
-                    result = worker.read_message(timeout=0.5)
+                    result = worker.read_message(timeout=10.0)
                     if result is None:
                         reason = describe_exit(wait_for_exit(worker.proc))
                         sel.unregister(fd)
@@ -322,7 +344,7 @@ class Supervisor:
         while waiting and time.monotonic() < deadline:
             if marker:
                 for fd in list(waiting):
-                    if waiting[fd].tail.find(marker) >= 0 or waiting[fd].head.find(marker) >= 0:
+                    if waiting[fd].has(marker):
                         waiting.pop(fd)
                 if not waiting:
                     break
@@ -341,7 +363,7 @@ class Supervisor:
                     waiting.pop(key.fd).eof = True
         if marker:
             for buf in streams.values():
-                buf.strip_suffix(marker)
+                buf.remove(marker)
 
 
 def main():

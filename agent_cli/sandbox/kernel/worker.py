@@ -13,7 +13,8 @@ import signal
 import sys
 import traceback
 
-MAX_VALUE_CHARS = 10000
+from common import cut_middle
+
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -47,28 +48,22 @@ def format_error(exc, filename):
     return "".join(lines)
 
 
-def trimmed_repr(value):
-    text = repr(value)
-    if len(text) <= MAX_VALUE_CHARS:
-        return text, 0
-    half = MAX_VALUE_CHARS // 2
-    cut = len(text) - 2 * half
-    return text[:half] + "\n[... %d characters cut ...]\n" % cut + text[-half:], cut
-
-
 class Kernel:
-    def __init__(self):
+    def __init__(self, helpers):
         self.namespace = {"__name__": "__main__", "__builtins__": builtins}
         self.count = 0
-        import helpers
-
         helpers.install(self.namespace, Finished)
 
-    def run(self, code):
+    def run(self, code, max_output):
         self.count += 1
         filename = "<action-%d>" % self.count
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         reply = {"value": None, "error": None, "finished": None, "truncated_chars": 0}
+
+        def capped(key, text):
+            reply[key], cut = cut_middle(text, max_output)
+            reply["truncated_chars"] += cut
+
         try:
             body, tail = compile_action(code, filename)
             exec(body, self.namespace)
@@ -76,13 +71,13 @@ class Kernel:
                 value = eval(tail, self.namespace)
                 if value is not None:
                     self.namespace["_"] = value
-                    reply["value"], reply["truncated_chars"] = trimmed_repr(value)
+                    capped("value", repr(value))
         except Finished as done:
-            reply["finished"] = str(done.summary)
+            capped("finished", str(done.summary))
         except KeyboardInterrupt:
             reply["error"] = "KeyboardInterrupt: the action was interrupted"
         except BaseException as exc:  # an action may raise anything, SystemExit included
-            reply["error"] = format_error(exc, filename)
+            capped("error", format_error(exc, filename))
         return reply
 
 
@@ -99,14 +94,24 @@ def flush_with_marker(marker):
             pass
 
 
+def load_kernel_modules():
+    """Import our modules, then hide them: the repository's own `helpers` or `common` must win, and
+    the repository root takes the place of this directory at the front of sys.path."""
+    import helpers
+
+    for name in ("helpers", "common"):
+        sys.modules.pop(name, None)
+    sys.path[0] = os.getcwd()
+    return helpers
+
+
 def main():
     req_fd, resp_fd = (int(x) for x in os.environ.pop("ACTSMITH_CONTROL_FDS").split(","))
     os.set_inheritable(req_fd, False)
     os.set_inheritable(resp_fd, False)
     requests = os.fdopen(req_fd, "r")
     replies = os.fdopen(resp_fd, "w", buffering=1)
-    sys.path.insert(0, os.getcwd())
-    kernel = Kernel()
+    kernel = Kernel(load_kernel_modules())
     replies.write(json.dumps({"event": "ready"}) + "\n")
     # SIGINT is how the supervisor stops a running action; between actions it must not kill us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -114,7 +119,7 @@ def main():
         request = json.loads(line)
         try:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            reply = kernel.run(request["code"])
+            reply = kernel.run(request["code"], int(request.get("max_output") or 10000))
         except KeyboardInterrupt:
             reply = {"error": "KeyboardInterrupt: the action was interrupted"}
         finally:
