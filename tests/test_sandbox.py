@@ -191,3 +191,14 @@ def test_a_restart_kills_what_the_old_interpreter_left_running(sandbox, tmp_path
     assert obs.restarted
     time.sleep(2.5)
     assert not (tmp_path / "orphan.txt").exists()
+
+
+def test_an_interpreter_that_dies_between_actions_is_replaced_and_the_model_told(sandbox):
+    sandbox.run(
+        "x = 1\nimport os, threading, time\nthreading.Thread(target=lambda: (time.sleep(0.3), os._exit(7))).start()",
+        10,
+    )
+    time.sleep(1.0)
+    obs = sandbox.run("print('x' in globals())", 10)
+    assert obs.restarted and "exited with code 7" in obs.restart_reason
+    assert obs.stdout == "False\n"

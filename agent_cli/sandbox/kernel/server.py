@@ -244,9 +244,16 @@ class Supervisor:
         marker = ("\x00actsmith-end-%s\x00" % nonce).encode()
         out, err = HeadTail(max_output), HeadTail(max_output)
         started = time.monotonic()
-        worker = self.worker
         request = {"code": message["code"], "marker": marker.decode(), "max_output": max_output}
-        worker.req.write(json.dumps(request) + "\n")
+        lost = self.ensure_worker_alive()
+        worker = self.worker
+        try:
+            worker.req.write(json.dumps(request) + "\n")
+        except BrokenPipeError:
+            lost = describe_exit(wait_for_exit(worker.proc)) + " before the action started"
+            self.restart_worker()
+            worker = self.worker
+            worker.req.write(json.dumps(request) + "\n")
 
         streams = {worker.proc.stdout.fileno(): out, worker.proc.stderr.fileno(): err}
         sel = selectors.DefaultSelector()
@@ -301,6 +308,8 @@ class Supervisor:
         if reason is not None:
             self.restart_worker()
             restarted = True
+        elif lost is not None:
+            reason, restarted = lost, True
 
         stdout, cut_out = out.text(max_output)
         stderr, cut_err = err.text(max_output)
@@ -320,6 +329,14 @@ class Supervisor:
             "duration_s": round(time.monotonic() - started, 4),
         }
         return reply
+
+    def ensure_worker_alive(self):
+        """Replace a worker that died between actions; say why, since its variables are gone."""
+        code = self.worker.proc.poll()
+        if code is None:
+            return None
+        self.restart_worker()
+        return describe_exit(code) + " after the previous action"
 
     def interrupt_worker(self, now):
         try:
