@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import SANDBOX_LABEL, clean_env, git, run_cli, write_replay
 
+from agent_cli.trajectory import read_trajectory
+
 pytestmark = pytest.mark.docker
 
 
@@ -337,3 +339,37 @@ def test_sandboxed_code_cannot_make_the_hosts_git_run_a_command(run_agent, repo,
     assert "refused: Read-only file system" in observations(run)[0]
     assert "fsmonitor" not in (repo / ".git" / "config").read_text()
     assert not canary.exists()
+
+
+def test_the_cost_limit_ends_the_run_with_exit_3(repo, tmp_path, sandbox_image):
+    from openai_stub import Reply, StubServer
+
+    server = StubServer().start()
+    try:
+        # gpt-4o is in litellm's bundled price map: 100k prompt tokens cost far more than $0.01.
+        server.script(*[Reply("<execute>print(1)</execute>", prompt_tokens=100_000)] * 3)
+        trajectory = tmp_path / "t.jsonl"
+        run = run_cli(
+            ["run", "spend", "--model", "openai/gpt-4o", "--api-base", server.api_base, "--max-cost", "0.01"]
+            + ["--trajectory", str(trajectory)],
+            repo,
+            env=clean_env(OPENAI_API_KEY="local-stub-key-123456"),
+        )
+    finally:
+        server.stop()
+    assert run.code == 3, run.stderr
+    assert "cost limit reached" in run.stdout + run.stderr
+    assert len(server.requests) == 1
+    result = next(e for e in read_trajectory(trajectory) if e["event"] == "result")
+    assert result["status"] == "limit" and result["usage"]["cost"] > 0.01
+
+
+def test_the_wall_time_limit_cuts_a_long_action_and_ends_with_exit_3(run_agent):
+    run = run_agent(
+        ["<execute>\nimport time\ntime.sleep(60)\n</execute>", "<execute>finish('never')</execute>"],
+        "--max-time",
+        "3",
+    )
+    assert run.code == 3
+    assert "time limit reached" in run.stdout + run.stderr
+    assert "stopped after" in observations(run)[0]
