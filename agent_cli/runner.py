@@ -5,6 +5,7 @@ This is the library entry point that the CLI, batch jobs and the CI bot share.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ class TaskOutcome:
     trajectory_path: Path
     diff_stat: str
     exit_code: int
+    wall_s: float  # the whole run: set-up, sandbox start, the loop and clean-up
 
 
 def agent_config(settings: Settings) -> AgentConfig:
@@ -70,6 +72,7 @@ def run_task(
     observer: Observer | None = None,
     log=None,
 ) -> TaskOutcome:
+    started = time.monotonic()
     model = make_model(settings.model, api_base=settings.api_base)
     check_credentials(settings.model, api_base=settings.api_base)
     client = docker_client()
@@ -94,7 +97,8 @@ def run_task(
         sandbox.close()
         trajectory.close()
     after = workspace.snapshot()
-    return TaskOutcome(result, trajectory.path, workspace.diff_stat(before, after), result.exit_code)
+    diff_stat = workspace.diff_stat(before, after)
+    return TaskOutcome(result, trajectory.path, diff_stat, result.exit_code, time.monotonic() - started)
 
 
 def open_trajectory(path: Path) -> Trajectory:

@@ -84,7 +84,7 @@ def render_summary(console: Console, outcome: TaskOutcome) -> None:
     usage = result.usage
     table.add_row("tokens", f"{usage.prompt_tokens:,} in, {usage.completion_tokens:,} out")
     table.add_row("cost", _format_cost(usage.cost))
-    table.add_row("wall time", f"{result.wall_s:.1f}s")
+    table.add_row("wall time", f"{outcome.wall_s:.1f}s")
     table.add_row("trajectory", str(outcome.trajectory_path))
     parts: list = [table]
     if result.summary:
