@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -20,7 +20,6 @@ class Observation:
     finished: str | None = None  # summary passed to finish(), when the action called it
     truncated_chars: int = 0  # characters cut from stdout/stderr/value to respect the output cap
     duration_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 class Sandbox(Protocol):
