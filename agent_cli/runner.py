@@ -20,7 +20,7 @@ from agent_cli.workspace import Workspace
 
 @dataclass
 class TaskOutcome:
-    result: RunResult | None  # None when the run was interrupted before it produced one
+    result: RunResult
     trajectory_path: Path
     diff_stat: str
     exit_code: int
@@ -60,9 +60,9 @@ def resolve_image(client, settings: Settings, log=None) -> str:
                 f"image {settings.image} is not present locally: pull or build it, or drop --image"
             ) from None
         return settings.image
-    from agent_cli.sandbox.image import ensure_image
+    from agent_cli.sandbox.image import ensure_image, print_to_stderr
 
-    return ensure_image(client, base=settings.base_image, **({"log": log} if log else {}))
+    return ensure_image(client, base=settings.base_image, log=log or print_to_stderr)
 
 
 def run_task(
@@ -82,7 +82,6 @@ def run_task(
     before = workspace.snapshot()
     trajectory.event("start", repo=str(workspace.root), snapshot=before, settings=settings)
     sandbox = DockerSandbox(client, image, workspace.root, sandbox_limits(settings))
-    result: RunResult | None = None
     try:
         sandbox.start()
         agent = Agent(model, sandbox, trajectory, agent_config(settings), observer or SilentObserver())

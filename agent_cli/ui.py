@@ -73,8 +73,6 @@ def _format_cost(cost: float | None) -> str:
 
 def render_summary(console: Console, outcome: TaskOutcome) -> None:
     result = outcome.result
-    if result is None:
-        return
     status_style = "green" if result.exit_code == 0 else "yellow"
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
