@@ -121,9 +121,16 @@ def no_leftover_containers(request):
     yield
     if "sandbox_image" not in request.fixturenames and "docker_client" not in request.fixturenames:
         return
+    from agent_cli.sandbox.docker_sandbox import OWNER_LABEL, owner_is_alive, owner_token
     from agent_cli.sandbox.docker_sandbox import docker_client as connect
 
-    leftovers = connect().containers.list(all=True, filters={"label": SANDBOX_LABEL})
+    me = owner_token()
+    # Containers of another live process (a second test session) are not ours to judge.
+    leftovers = [
+        c
+        for c in connect().containers.list(all=True, filters={"label": SANDBOX_LABEL})
+        if c.labels.get(OWNER_LABEL) == me or not owner_is_alive(c.labels.get(OWNER_LABEL, ""))
+    ]
     for container in leftovers:
         container.remove(force=True)
     assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
