@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent_cli.actions import ParsedReply, parse_reply
 from agent_cli.errors import EXIT_LIMIT, EXIT_OK, LimitReached, ModelStopped
@@ -16,6 +16,9 @@ from agent_cli.model import Model, ModelReply, Usage
 from agent_cli.sandbox import Observation, Sandbox
 from agent_cli.templates import helper_docs, render
 from agent_cli.trajectory import Trajectory
+
+if TYPE_CHECKING:
+    from agent_cli.ledger import Ledger
 
 MAX_REPLIES_WITHOUT_ACTION = 3
 
@@ -80,6 +83,7 @@ class Agent:
     trajectory: Trajectory
     config: AgentConfig = field(default_factory=AgentConfig)
     observer: Observer = field(default_factory=SilentObserver)
+    ledger: Ledger | None = None  # records each step's edits; its state is shown to the model every turn
 
     def __post_init__(self) -> None:
         self.messages: list[dict[str, str]] = []
@@ -129,11 +133,14 @@ class Agent:
             replies_without_action = 0
             timeout = self._timeout()
             observation = self._act(number, parsed, timeout)
+            notes = self.ledger.record_step(number) if self.ledger else []
             if observation.finished is not None:
                 self._record_step(number, reply, parsed, observation, "[finished]")
                 return self._result("finished", EXIT_OK, "the model called finish()", observation.finished)
             steps_left = self.config.max_steps - number
-            text = render("observation", obs=observation, timeout=timeout, steps_left=steps_left)
+            text = render(
+                "observation", obs=observation, timeout=timeout, steps_left=steps_left, notes=notes
+            )
             self._record_step(number, reply, parsed, observation, text)
 
     def _check_limits(self, number: int) -> None:
@@ -152,17 +159,27 @@ class Agent:
 
     def _ask_model(self, number: int) -> ModelReply:
         self.observer.model_started(number)
-        reply = self.model.complete(self.messages)
+        messages = self._with_state_block(self.messages)
+        reply = self.model.complete(messages)
         self.usage.add(reply.usage)
         self.trajectory.event(
             "model_call",
             step=number,
-            messages=self.messages,
+            messages=messages,
             reply=reply.content,
             usage=reply.usage,
             latency_s=round(reply.latency_s, 3),
         )
         return reply
+
+    def _with_state_block(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The latest user message carries the current state of the work; earlier ones do not, so the
+        prompt grows linearly with steps and the state is always where the model looks last."""
+        block = render("state", ledger=self.ledger.view() if self.ledger else None).strip()
+        if not block:
+            return messages
+        last = messages[-1]
+        return [*messages[:-1], {**last, "content": f"{last['content'].rstrip()}\n\n{block}"}]
 
     def _act(self, number: int, parsed: ParsedReply, timeout: float) -> Observation:
         self.observer.action_started(number, parsed.thought, parsed.code or "")

@@ -111,6 +111,17 @@ def run(
     network: Annotated[
         bool | None, typer.Option("--network/--no-network", help="Give the sandbox network access.")
     ] = None,
+    commit: Annotated[
+        bool | None,
+        typer.Option("--commit/--no-commit", help="Commit the run's changes (only its files) when it finishes."),
+    ] = None,
+    worktree: Annotated[
+        bool | None,
+        typer.Option(
+            "--worktree/--in-place",
+            help="Work in a new git worktree on branch actsmith/<slug> and commit there; your checkout is untouched.",
+        ),
+    ] = None,
 ) -> None:
     """Solve TASK in the repository, then print what changed."""
     from agent_cli.runner import run_task
@@ -129,6 +140,8 @@ def run(
         "trajectory": trajectory.resolve() if trajectory else None,
         "image": image,
         "network": network,
+        "commit": commit,
+        "worktree": worktree,
     }
     settings = load_settings(workspace.root, flags)
     console = _console()
@@ -139,6 +152,38 @@ def run(
         observer.close()
     render_summary(console, outcome)
     raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+@reports_errors
+def undo(
+    step: Annotated[
+        int | None, typer.Option(help="Restore the state after this step of the run instead of before it.")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Which run (default: the latest).")] = None,
+    repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None,
+) -> None:
+    """Restore the working tree to how it was before the last run (or after one of its steps)."""
+    from agent_cli.checkpoints import undo as undo_run
+
+    workspace = _open_workspace(repo)
+    undone = undo_run(workspace.root, workspace.git_dir, run_id, step)
+    where = "before it began" if undone.step == 0 else f"after step {undone.step}"
+    _console().print(
+        f"restored {len(undone.paths)} file(s) to run {undone.run.run_id} {where}; "
+        f"`actsmith undo` again brings back what was there"
+    )
+
+
+@app.command()
+@reports_errors
+def runs(repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None) -> None:
+    """List past runs of this repository, newest first."""
+    from agent_cli.checkpoints import list_runs
+    from agent_cli.ui import render_runs
+
+    workspace = _open_workspace(repo)
+    render_runs(_console(), list_runs(workspace.root))
 
 
 @sandbox_app.command("build")

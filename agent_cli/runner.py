@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_cli.agent import Agent, AgentConfig, Observer, RunResult, SilentObserver
-from agent_cli.errors import ActsmithError, EnvironmentProblem, UsageError
+from agent_cli.checkpoints import RunCheckpoints
+from agent_cli.errors import EXIT_OK, ActsmithError, EnvironmentProblem, UsageError
+from agent_cli.ledger import Ledger
 from agent_cli.model import check_credentials, make_model
 from agent_cli.sandbox.docker_sandbox import DockerSandbox, SandboxLimits, docker_client
 from agent_cli.settings import Settings
+from agent_cli.templates import render
 from agent_cli.trajectory import Trajectory
 from agent_cli.workspace import Workspace
 
@@ -25,6 +28,10 @@ class TaskOutcome:
     diff_stat: str
     exit_code: int
     wall_s: float  # the whole run: set-up, sandbox start, the loop and clean-up
+    run_id: str = ""
+    branch: str | None = None  # --worktree: the branch holding the run's commit
+    commit: str | None = None  # the commit made by --commit or --worktree
+    not_committed: str | None = None  # why --commit left the changes uncommitted
 
 
 def agent_config(settings: Settings) -> AgentConfig:
@@ -75,29 +82,79 @@ def run_task(
     started = time.monotonic()
     model = make_model(settings.model, api_base=settings.api_base)
     check_credentials(settings.model, api_base=settings.api_base)
+    if settings.commit or settings.worktree:
+        workspace.check_identity()
     client = docker_client()
     image = resolve_image(client, settings, log)
 
-    trajectory = open_trajectory(settings.trajectory or workspace.new_run_dir(task) / "trajectory.jsonl")
-    before = workspace.snapshot()
-    trajectory.event("start", repo=str(workspace.root), snapshot=before, settings=settings)
-    sandbox = DockerSandbox(client, image, workspace.root, sandbox_limits(settings))
+    run_id = workspace.new_run_id(task)
+    trajectory = open_trajectory(settings.trajectory or workspace.run_dir(run_id) / "trajectory.jsonl")
+    target, branch = workspace.create_worktree(task) if settings.worktree else (workspace, None)
+    checkpoints = RunCheckpoints(target.root, target.git_dir, run_id, task, branch=branch)
+    ledger = Ledger(checkpoints)
+    base = ledger.start()
+    trajectory.event(
+        "start",
+        repo=str(workspace.root),
+        workdir=str(target.root),
+        branch=branch,
+        checkpoint=base.commit,
+        run_id=run_id,
+        settings=settings,
+    )
+    status = "interrupted"
+    sandbox = DockerSandbox(client, image, target.root, sandbox_limits(settings))
     try:
         sandbox.start()
-        agent = Agent(model, sandbox, trajectory, agent_config(settings), observer or SilentObserver())
-        result = agent.run(task, repo_summary=workspace.summary())
+        agent = Agent(
+            model, sandbox, trajectory, agent_config(settings), observer or SilentObserver(), ledger=ledger
+        )
+        result = agent.run(task, repo_summary=target.summary())
+        status = result.status
+    except ActsmithError as error:
+        status = "error"
+        trajectory.event("error", message=str(error), exit_code=error.exit_code)
+        raise
     except KeyboardInterrupt:
         trajectory.event("interrupted")
         raise
-    except ActsmithError as error:
-        trajectory.event("error", message=str(error), exit_code=error.exit_code)
-        raise
     finally:
         sandbox.close()
+        final = checkpoints.close(status)
         trajectory.close()
-    after = workspace.snapshot()
-    diff_stat = workspace.diff_stat(before, after)
-    return TaskOutcome(result, trajectory.path, diff_stat, result.exit_code, time.monotonic() - started)
+    outcome = TaskOutcome(
+        result,
+        trajectory.path,
+        target.diff_stat(base.tree, final.tree),
+        result.exit_code,
+        0.0,
+        run_id,
+        branch,
+    )
+    if settings.worktree or settings.commit:
+        _commit(outcome, target, ledger, task)
+    if settings.worktree:
+        target.remove_worktree(workspace)
+    outcome.wall_s = time.monotonic() - started
+    return outcome
+
+
+def _commit(outcome: TaskOutcome, target: Workspace, ledger: Ledger, task: str) -> None:
+    """--worktree always commits on its own branch; --commit touches the user's branch only when the
+    run finished cleanly."""
+    result = outcome.result
+    if outcome.branch is None and result.exit_code != EXIT_OK:
+        outcome.not_committed = f"the run ended with {result.status}; review the changes, or `actsmith undo`"
+        return
+    message = render(
+        "commit_message",
+        task=" ".join(task.split()),
+        result=result,
+        ledger=ledger.view(),
+        run_id=outcome.run_id,
+    )
+    base, final = ledger.base.tree, ledger.checkpoints.history[-1].tree
+    outcome.commit = target.commit_run(base, final, message.strip() + "\n")
 
 
 def open_trajectory(path: Path) -> Trajectory:

@@ -33,6 +33,8 @@ class Settings:
     pids: int = 1024
     network: bool = False
     trajectory: Path | None = None
+    commit: bool = False  # commit the run's changes when it finishes cleanly
+    worktree: bool = False  # work in a new worktree on branch actsmith/<slug>, leaving the checkout alone
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Settings)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.syntax import Syntax
@@ -9,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent_cli.agent import Step
+from agent_cli.checkpoints import RunRecord
 from agent_cli.runner import TaskOutcome
 
 OBSERVATION_LINES = 25
@@ -84,8 +87,30 @@ def render_summary(console: Console, outcome: TaskOutcome) -> None:
     table.add_row("cost", _format_cost(usage.cost))
     table.add_row("wall time", f"{outcome.wall_s:.1f}s")
     table.add_row("trajectory", str(outcome.trajectory_path))
+    table.add_row("undo", f"actsmith undo --run {outcome.run_id}" if not outcome.branch else "not needed")
+    if outcome.branch:
+        table.add_row("branch", f"{outcome.branch} (your checkout is untouched)")
+    if outcome.commit:
+        table.add_row("commit", outcome.commit[:12])
+    if outcome.not_committed:
+        table.add_row("commit", Text(f"not made: {outcome.not_committed}", style="yellow"))
     parts: list = [table]
     if result.summary:
         parts += [Text(""), Text(result.summary)]
     parts += [Text(""), Text(outcome.diff_stat or "no files changed", style="dim")]
     console.print(Panel(Group(*parts), title="actsmith", border_style=status_style))
+
+
+def render_runs(console: Console, runs: list[RunRecord]) -> None:
+    if not runs:
+        console.print("no actsmith runs in this repository yet")
+        return
+    table = Table(box=None, padding=(0, 1), header_style="bold")
+    for column in ("run", "started", "steps", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("task", overflow="fold", ratio=1)
+    for run in runs:
+        started = time.strftime("%m-%d %H:%M", time.localtime(run.started))
+        status = f"{run.status} on {run.branch}" if run.branch else run.status
+        table.add_row(run.run_id, started, str(run.steps), status, run.task)
+    console.print(table)

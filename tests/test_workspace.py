@@ -6,8 +6,13 @@ from pathlib import Path
 import pytest
 from conftest import git, make_repo
 
+from agent_cli.checkpoints import RunCheckpoints
 from agent_cli.errors import UsageError
 from agent_cli.workspace import Workspace
+
+
+def snapshot(workspace: Workspace) -> str:
+    return RunCheckpoints(workspace.root, workspace.git_dir, "test", "task").snapshot()
 
 
 def test_snapshot_never_runs_commands_the_repository_config_names(tmp_path):
@@ -18,7 +23,7 @@ def test_snapshot_never_runs_commands_the_repository_config_names(tmp_path):
     script.chmod(0o755)
     git(repo, "config", "core.fsmonitor", str(script))
     (repo / "b.txt").write_text("new\n")
-    Workspace.open(repo).snapshot()
+    snapshot(Workspace.open(repo))
     assert not canary.exists()
 
 
@@ -28,7 +33,7 @@ def test_snapshot_includes_untracked_files_and_leaves_the_index_alone(tmp_path):
     (repo / "new.txt").write_text("untracked\n")
     status_before = git(repo, "status", "--porcelain")
     workspace = Workspace.open(repo)
-    tree = workspace.snapshot()
+    tree = snapshot(workspace)
     assert git(repo, "show", f"{tree}:new.txt") == "untracked\n"
     assert git(repo, "show", f"{tree}:a.txt") == "changed\n"
     assert git(repo, "status", "--porcelain") == status_before
@@ -48,15 +53,15 @@ def test_a_repository_owned_by_another_user_still_opens(tmp_path):
     repo = make_repo(tmp_path / "r", {"a.txt": "a\n"})
     subprocess.run(["chown", "-R", "12345:12345", str(repo)], check=True)
     workspace = Workspace.open(repo)
-    assert workspace.snapshot()
+    assert snapshot(workspace)
     assert "1 tracked files" in workspace.summary() or "1 tracked file" in workspace.summary()
 
 
 def test_run_dirs_are_excluded_through_info_exclude_once(tmp_path):
     repo = make_repo(tmp_path / "r", {"a.txt": "a\n"})
     workspace = Workspace.open(repo)
-    workspace.new_run_dir("first task")
-    workspace.new_run_dir("first task")
+    workspace.run_dir(workspace.new_run_id("first task"))
+    workspace.run_dir(workspace.new_run_id("first task"))
     exclude = (repo / ".git" / "info" / "exclude").read_text()
     assert exclude.count("/.actsmith/") == 1
     assert git(repo, "status", "--porcelain") == ""

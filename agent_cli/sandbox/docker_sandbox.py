@@ -148,9 +148,23 @@ def workspace_binds(repo: Path) -> dict[str, dict[str, str]]:
     hooks or config (core.fsmonitor, filters) that the host's own git commands would execute."""
     binds = {str(repo): {"bind": WORKSPACE, "mode": "rw"}}
     git_entry = repo / ".git"
-    if git_entry.exists():
+    if git_entry.is_file():
+        # A worktree: its .git file names a git dir by absolute path, so the repository's git dir
+        # appears read-only at that same path (the worktree itself lives inside it, under actsmith/).
+        binds[str(git_entry)] = {"bind": f"{WORKSPACE}/.git", "mode": "ro"}
+        binds[str(_common_git_dir(git_entry))] = {"bind": str(_common_git_dir(git_entry)), "mode": "ro"}
+    elif git_entry.exists():
         binds[str(git_entry)] = {"bind": f"{WORKSPACE}/.git", "mode": "ro"}
     return binds
+
+
+def _common_git_dir(git_file: Path) -> Path:
+    """The main git dir of a worktree, read from its .git file and the worktree dir's commondir."""
+    worktree_dir = Path(git_file.read_text().removeprefix("gitdir:").strip())
+    if not worktree_dir.is_absolute():
+        worktree_dir = (git_file.parent / worktree_dir).resolve()
+    common = worktree_dir / "commondir"
+    return (worktree_dir / common.read_text().strip()).resolve() if common.exists() else worktree_dir
 
 
 @dataclass

@@ -1,0 +1,242 @@
+"""Checkpoints: the exact state of a working tree, kept as commits under refs/actsmith/runs/<run>.
+
+The user's branches, index, stash and HEAD are never touched: snapshots go through a private index
+file, and the commits hang off a private ref so `git gc` keeps them. Git runs byte-exact here (no
+attributes, filters or line-ending conversion), so restoring a checkpoint gives back the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_cli.errors import UsageError
+from agent_cli.workspace import git
+
+REF_PREFIX = "refs/actsmith/runs/"
+BACKUP_PREFIX = "refs/actsmith/backups/"
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "actsmith",
+    "GIT_AUTHOR_EMAIL": "actsmith@localhost",
+    "GIT_COMMITTER_NAME": "actsmith",
+    "GIT_COMMITTER_EMAIL": "actsmith@localhost",
+}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    commit: str
+    tree: str
+    step: int
+
+
+@dataclass
+class RunCheckpoints:
+    """The checkpoints of one run: step 0 is the state before it, step N the state after action N."""
+
+    root: Path
+    git_dir: Path
+    run_id: str
+    task: str
+    branch: str | None = None  # set when the run works in its own worktree
+    history: list[Checkpoint] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.task = " ".join(self.task.split())[:200]  # one line: it is stored as a commit message field
+
+    @property
+    def ref(self) -> str:
+        return REF_PREFIX + self.run_id
+
+    @property
+    def index(self) -> Path:
+        # Inside .git, which the sandbox sees read-only: code in the sandbox cannot tamper with it.
+        return self.git_dir / "actsmith" / f"index-{self.run_id}"
+
+    def snapshot(self) -> str:
+        """A tree object of the working tree as it is now, untracked files included, ignored ones not."""
+        if not self.index.exists():
+            self.index.parent.mkdir(parents=True, exist_ok=True)
+            user_index = self.git_dir / "index"
+            if user_index.exists():
+                # Starting from the user's index reuses its stat cache: only changed files get hashed.
+                shutil.copyfile(user_index, self.index)
+        env = {"GIT_INDEX_FILE": str(self.index)}
+        git(self.root, "add", "--all", "--", ".", env=env)
+        return git(self.root, "write-tree", env=env).decode().strip()
+
+    def record(self, step: int, status: str = "running", subject: str | None = None) -> Checkpoint:
+        """Snapshot the working tree as `step` (an unchanged tree still gets one, so steps line up)."""
+        tree = self.snapshot()
+        parent = ["-p", self.history[-1].commit] if self.history else []
+        fields = {
+            "run": self.run_id,
+            "started": f"{self.started:.6f}",
+            "step": step,
+            "status": status,
+            "branch": self.branch,
+            "task": self.task,
+        }
+        body = "".join(f"{key}: {value}\n" for key, value in fields.items() if value is not None)
+        message = f"{subject or f'actsmith step {step}'}\n\n{body}"
+        commit = git(self.root, "commit-tree", tree, *parent, env=IDENTITY, input=message.encode())
+        checkpoint = Checkpoint(commit.decode().strip(), tree, step)
+        git(self.root, "update-ref", self.ref, checkpoint.commit)
+        self.history.append(checkpoint)
+        return checkpoint
+
+    def close(self, status: str) -> Checkpoint:
+        """Record the final state with the run's outcome and drop the private index. The tree can differ
+        from the last step's when the run was interrupted in the middle of an action."""
+        last = self.history[-1]
+        tree = self.snapshot()
+        step = last.step if tree == last.tree else last.step + 1
+        final = self.record(step, status, subject="actsmith end")
+        self.index.unlink(missing_ok=True)
+        return final
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A past run, read back from its ref."""
+
+    run_id: str
+    started: float
+    task: str
+    status: str
+    branch: str | None
+    steps: int
+    base_tree: str
+    final_tree: str
+    trees: tuple[str, ...]  # trees[n] is the state after step n (0: before the run)
+
+
+def list_runs(root: Path) -> list[RunRecord]:
+    """Runs of this repository, newest first."""
+    out = git(
+        root, "for-each-ref", "--sort=-committerdate", "--format=%(refname)%00%(objectname)", REF_PREFIX
+    ).decode()
+    runs = []
+    for line in out.splitlines():
+        refname, _, commit = line.partition("\0")
+        runs.append(read_run(root, refname.removeprefix(REF_PREFIX), commit))
+    runs.sort(key=lambda run: run.started, reverse=True)
+    return runs
+
+
+def read_run(root: Path, run_id: str, tip: str | None = None) -> RunRecord:
+    tip = tip or git(root, "rev-parse", "--verify", "-q", REF_PREFIX + run_id).decode().strip()
+    log = git(root, "log", "--format=%H%x00%T%x00%ct%x00%B%x01", tip).decode()
+    entries = [entry.strip("\n") for entry in log.split("\x01") if entry.strip()]
+    steps: dict[int, str] = {}
+    started, fields_of_tip = time.time(), {}
+    for position, entry in enumerate(entries):  # newest first
+        _commit, tree, stamp, body = entry.split("\0", 3)
+        fields = dict(
+            line.split(": ", 1) for line in body.splitlines() if ": " in line and not line.startswith(" ")
+        )
+        if position == 0:
+            fields_of_tip = fields
+        step = int(fields.get("step", "0"))
+        steps.setdefault(step, tree)  # the end commit repeats the last step's tree
+        started = float(fields.get("started", stamp))
+    ordered = tuple(steps[n] for n in sorted(steps))
+    status = fields_of_tip.get("status", "unknown")
+    return RunRecord(
+        run_id=run_id,
+        started=started,
+        task=fields_of_tip.get("task", ""),
+        status="interrupted" if status == "running" else status,
+        branch=fields_of_tip.get("branch"),
+        steps=max(steps) if steps else 0,
+        base_tree=ordered[0],
+        final_tree=ordered[-1],
+        trees=ordered,
+    )
+
+
+def restore(root: Path, current_tree: str, target_tree: str) -> list[str]:
+    """Make the working tree, now `current_tree`, hold exactly `target_tree` (ignored files aside).
+    Only paths that differ are written or removed, so other files keep their timestamps."""
+    changed = _changed_paths(root, current_tree, target_tree)
+    for path, in_target in changed:
+        if not in_target:
+            _remove(root, root / path)
+    wanted = [path for path, in_target in changed if in_target]
+    for path in wanted:
+        _clear_directory_in_the_way(root / path)
+    if wanted:
+        with tempfile.TemporaryDirectory(prefix="actsmith-restore-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            git(root, "read-tree", target_tree, env=env)
+            git(root, "checkout-index", "--force", "-z", "--stdin", env=env, input="\0".join(wanted).encode())
+    return [path for path, _ in changed]
+
+
+@dataclass(frozen=True)
+class Undone:
+    run: RunRecord
+    step: int  # the step whose state the working tree now holds (0: before the run)
+    paths: list[str]
+    record: str  # the undo's own run id: undoing it brings the overwritten state back
+
+
+def undo(root: Path, git_dir: Path, run_id: str | None = None, step: int | None = None) -> Undone:
+    """Restore the working tree to a run's state before it began (or after one of its steps). The
+    undo is itself recorded as a run, so nothing the working tree held is lost."""
+    runs = list_runs(root)
+    if not runs:
+        raise UsageError("there is no actsmith run to undo in this repository")
+    run = next((r for r in runs if r.run_id == run_id), None) if run_id else runs[0]
+    if run is None:
+        raise UsageError(f"there is no run {run_id} in this repository: `actsmith runs` lists them")
+    if run.branch:
+        raise UsageError(
+            f"run {run.run_id} worked in its own worktree on branch {run.branch}; your checkout was never "
+            f"changed (to drop its work: git branch -D {run.branch})"
+        )
+    step = 0 if step is None else step
+    if not 0 <= step < len(run.trees):
+        raise UsageError(f"run {run.run_id} has steps 0 to {len(run.trees) - 1}; --step {step} is not one")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    record = RunCheckpoints(root, git_dir, f"{stamp}-undo-{os.getpid()}", f"undo {run.run_id}")
+    before = record.record(0)
+    paths = restore(root, before.tree, run.trees[step])
+    record.close("finished")
+    return Undone(run, step, paths, record.run_id)
+
+
+def _changed_paths(root: Path, current: str, target: str) -> list[tuple[str, bool]]:
+    """(path, exists in target) for every file that differs between two trees."""
+    out = git(root, "diff-tree", "-r", "--no-renames", "-z", "--name-status", current, target).decode()
+    parts = out.split("\0")
+    return [(parts[i + 1], parts[i] != "D") for i in range(0, len(parts) - 1, 2)]
+
+
+def _remove(root: Path, path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    parent = path.parent
+    while parent != root and root in parent.parents:
+        try:
+            parent.rmdir()  # only succeeds while empty
+        except OSError:
+            break
+        parent = parent.parent
+
+
+def _clear_directory_in_the_way(path: Path) -> None:
+    """A file coming back where a directory now stands (or under a path that is now a file)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    for parent in path.parents:
+        if parent.is_file() or parent.is_symlink():
+            parent.unlink()
+            break

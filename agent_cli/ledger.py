@@ -1,0 +1,249 @@
+"""The edit ledger: after every action, what the step changed, and the state of the work so far.
+
+Each step is a checkpoint (see checkpoints.py); the ledger diffs it against the previous one, finds the
+definitions whose bodies changed (tree-sitter) and whether each changed file still parses. `view()`
+is what the model sees every turn: one line per file changed since the run began, merged across steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent_cli.checkpoints import Checkpoint, RunCheckpoints
+from agent_cli.syntax import Definition, SyntaxProblem, analyse
+from agent_cli.workspace import git
+
+MAX_ANALYSED_BYTES = 1_000_000  # bigger files are counted, not parsed
+MAX_FILES_SHOWN = 25
+MAX_SYMBOLS_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    status: str  # created | changed | deleted | renamed
+    old_path: str | None = None
+    added: int = 0
+    removed: int = 0
+    binary: bool = False
+    symbols: tuple[str, ...] = ()  # "+name" new, "-name" removed, "name" body changed
+    problem: SyntaxProblem | None = None  # set when the file does not parse after the step
+
+
+@dataclass(frozen=True)
+class StepEdits:
+    step: int
+    checkpoint: Checkpoint
+    files: tuple[FileChange, ...]
+
+
+@dataclass(frozen=True)
+class FileState:
+    """One file's net change since the run began, with every step that touched it."""
+
+    path: str
+    status: str
+    old_path: str | None
+    added: int
+    removed: int
+    binary: bool
+    steps: tuple[int, ...]
+    symbols: tuple[str, ...]
+
+    @property
+    def steps_text(self) -> str:
+        return ", ".join(str(step) for step in self.steps)
+
+
+@dataclass(frozen=True)
+class OpenProblem:
+    path: str
+    line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    files: tuple[FileState, ...]
+    hidden_files: int  # changed files left out to keep the block short
+    problems: tuple[OpenProblem, ...]
+
+
+@dataclass
+class Ledger:
+    checkpoints: RunCheckpoints
+    steps: list[StepEdits] = field(default_factory=list)
+    problems: dict[str, SyntaxProblem] = field(default_factory=dict)  # files that do not parse now
+
+    @property
+    def base(self) -> Checkpoint:
+        return self.checkpoints.history[0]
+
+    def start(self) -> Checkpoint:
+        """Checkpoint the exact state before the first action (the user's uncommitted work included)."""
+        return self.checkpoints.record(0)
+
+    def record_step(self, step: int) -> list[str]:
+        """Checkpoint after an action and record its edits; return syntax warnings for its observation."""
+        previous = self.checkpoints.history[-1]
+        current = self.checkpoints.record(step)
+        files = () if current.tree == previous.tree else self._changes(previous.tree, current.tree)
+        self.steps.append(StepEdits(step, current, files))
+        for change in files:
+            self.problems.pop(change.old_path or change.path, None)
+            if change.problem is not None:
+                self.problems[change.path] = change.problem
+        return [
+            f"{change.path} line {change.problem.line}: {change.problem.message}: the file no longer parses"
+            for change in files
+            if change.problem is not None
+        ]
+
+    def view(self) -> LedgerView:
+        latest = self.checkpoints.history[-1]
+        net = self._diff(self.base.tree, latest.tree) if latest.tree != self.base.tree else []
+        states = [self._file_state(entry) for entry in net]
+        shown = states[:MAX_FILES_SHOWN]
+        problems = tuple(
+            OpenProblem(path, problem.line, problem.message)
+            for path, problem in sorted(self.problems.items())
+        )
+        return LedgerView(tuple(shown), len(states) - len(shown), problems)
+
+    def _file_state(self, entry: DiffEntry) -> FileState:
+        names = {entry.path, entry.old_path or entry.path}
+        steps, symbols = [], []
+        for record in self.steps:
+            for change in record.files:
+                if change.path in names or change.old_path in names:
+                    steps.append(record.step)
+                    symbols += [s for s in change.symbols if s not in symbols]
+        return FileState(
+            path=entry.path,
+            status=entry.status,
+            old_path=entry.old_path,
+            added=entry.added,
+            removed=entry.removed,
+            binary=entry.binary,
+            steps=tuple(dict.fromkeys(steps)),
+            symbols=tuple(symbols[:MAX_SYMBOLS_SHOWN]),
+        )
+
+    def _changes(self, before: str, after: str) -> tuple[FileChange, ...]:
+        entries = self._diff(before, after)
+        blobs = read_blobs(
+            self.checkpoints.root,
+            [sha for e in entries if not e.binary for sha in (e.old_blob, e.new_blob) if sha],
+        )
+        return tuple(self._change(entry, blobs) for entry in entries)
+
+    def _change(self, entry: DiffEntry, blobs: dict[str, bytes]) -> FileChange:
+        old = blobs.get(entry.old_blob or "")
+        new = blobs.get(entry.new_blob or "")
+        old_tags = analyse(entry.old_path or entry.path, old) if old is not None else None
+        new_tags = analyse(entry.path, new) if new is not None else None
+        symbols = touched_definitions(
+            old_tags.definitions if old_tags else (), new_tags.definitions if new_tags else ()
+        )
+        problem = new_tags.problems[0] if new_tags and new_tags.problems else None
+        return FileChange(
+            entry.path,
+            entry.status,
+            entry.old_path,
+            entry.added,
+            entry.removed,
+            entry.binary,
+            symbols,
+            problem,
+        )
+
+    def _diff(self, before: str, after: str) -> list[DiffEntry]:
+        out = git(self.checkpoints.root, "diff-tree", "-r", "-M", "-z", "--raw", "--numstat", before, after)
+        return parse_raw_numstat(out.decode("utf-8", "surrogateescape"))
+
+
+@dataclass(frozen=True)
+class DiffEntry:
+    path: str
+    status: str
+    old_path: str | None
+    old_blob: str | None
+    new_blob: str | None
+    added: int = 0
+    removed: int = 0
+    binary: bool = False
+
+
+STATUS_WORDS = {
+    "A": "created",
+    "D": "deleted",
+    "M": "changed",
+    "T": "changed",
+    "R": "renamed",
+    "C": "created",
+}
+NULL_SHA = "0" * 40
+
+
+def parse_raw_numstat(out: str) -> list[DiffEntry]:
+    """Parse `git diff-tree -z --raw --numstat`: the raw records first, then numstat in the same order."""
+    tokens = out.split("\0")
+    raw, i = [], 0
+    while i < len(tokens) and tokens[i].startswith(":"):
+        meta = tokens[i].split()
+        old_blob, new_blob, letter = meta[2], meta[3], meta[4][0]
+        if letter in "RC":
+            old_path, path, i = tokens[i + 1], tokens[i + 2], i + 3
+        else:
+            old_path, path, i = None, tokens[i + 1], i + 2
+        raw.append((path, letter, old_path, old_blob, new_blob))
+    entries = []
+    for path, letter, old_path, old_blob, new_blob in raw:
+        added, removed, rest = tokens[i].split("\t", 2)
+        i += 3 if rest == "" else 1
+        entries.append(
+            DiffEntry(
+                path=path,
+                status=STATUS_WORDS.get(letter, "changed"),
+                old_path=old_path if letter == "R" else None,
+                old_blob=None if old_blob == NULL_SHA else old_blob,
+                new_blob=None if new_blob == NULL_SHA else new_blob,
+                added=int(added) if added != "-" else 0,
+                removed=int(removed) if removed != "-" else 0,
+                binary=added == "-",
+            )
+        )
+    return entries
+
+
+def read_blobs(root: Path, shas: list[str]) -> dict[str, bytes]:
+    """Contents of several blobs in one `git cat-file --batch` call; big ones are left out."""
+    if not shas:
+        return {}
+    out = git(root, "cat-file", "--batch", input="\n".join(dict.fromkeys(shas)).encode() + b"\n")
+    blobs, pos = {}, 0
+    while pos < len(out):
+        header_end = out.index(b"\n", pos)
+        sha, kind, *size = out[pos:header_end].decode().split()
+        pos = header_end + 1
+        if kind == "missing" or not size:
+            continue
+        length = int(size[0])
+        if length <= MAX_ANALYSED_BYTES:
+            blobs[sha] = out[pos : pos + length]
+        pos += length + 1
+    return blobs
+
+
+def touched_definitions(old: tuple[Definition, ...], new: tuple[Definition, ...]) -> tuple[str, ...]:
+    """Definitions added (+), removed (-) or with a changed body; an enclosing class is named only when
+    nothing inside it explains the change."""
+    before = {d.name: d.body_hash for d in old}
+    after = {d.name: d.body_hash for d in new}
+    added = [name for name in after if name not in before]
+    removed = [name for name in before if name not in after]
+    changed = [name for name in after if name in before and before[name] != after[name]]
+    specific = added + removed + changed
+    changed = [name for name in changed if not any(other.startswith(name + ".") for other in specific)]
+    return tuple([f"+{name}" for name in added] + [f"-{name}" for name in removed] + changed)
