@@ -67,12 +67,18 @@ class RunCheckpoints:
                 # Starting from the user's index reuses its stat cache: only changed files get hashed.
                 shutil.copyfile(user_index, self.index)
         env = {"GIT_INDEX_FILE": str(self.index)}
-        git(self.root, "add", "--all", "--", ".", env=env)
+        # The untracked cache lives in this private index and spares re-reading unchanged directories.
+        git(self.root, "-c", "core.untrackedCache=true", "add", "--all", "--", ".", env=env)
         return git(self.root, "write-tree", env=env).decode().strip()
 
     def record(self, step: int, status: str = "running", subject: str | None = None) -> Checkpoint:
-        """Snapshot the working tree as `step` (an unchanged tree still gets one, so steps line up)."""
+        """Snapshot the working tree as `step`. A step that changed nothing shares the previous commit
+        (read_run fills such gaps), which keeps idle steps cheap."""
         tree = self.snapshot()
+        if self.history and subject is None and tree == self.history[-1].tree:
+            checkpoint = Checkpoint(self.history[-1].commit, tree, step)
+            self.history.append(checkpoint)
+            return checkpoint
         parent = ["-p", self.history[-1].commit] if self.history else []
         fields = {
             "run": self.run_id,
@@ -145,7 +151,9 @@ def read_run(root: Path, run_id: str, tip: str | None = None) -> RunRecord:
         step = int(fields.get("step", "0"))
         steps.setdefault(step, tree)  # the end commit repeats the last step's tree
         started = float(fields.get("started", stamp))
-    ordered = tuple(steps[n] for n in sorted(steps))
+    ordered: list[str] = []
+    for n in range(max(steps) + 1):  # steps that changed nothing have no commit of their own
+        ordered.append(steps.get(n, ordered[-1] if ordered else ""))
     status = fields_of_tip.get("status", "unknown")
     return RunRecord(
         run_id=run_id,
@@ -156,7 +164,7 @@ def read_run(root: Path, run_id: str, tip: str | None = None) -> RunRecord:
         steps=max(steps) if steps else 0,
         base_tree=ordered[0],
         final_tree=ordered[-1],
-        trees=ordered,
+        trees=tuple(ordered),
     )
 
 

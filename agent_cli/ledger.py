@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_cli.checkpoints import Checkpoint, RunCheckpoints
-from agent_cli.syntax import Definition, SyntaxProblem, analyse
+from agent_cli.syntax import Definition, FileTags, SyntaxProblem, analyse
 from agent_cli.workspace import git
 
 MAX_ANALYSED_BYTES = 1_000_000  # bigger files are counted, not parsed
 MAX_FILES_SHOWN = 25
 MAX_SYMBOLS_SHOWN = 8
+PARSE_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,19 @@ class LedgerView:
     problems: tuple[OpenProblem, ...]
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    tags: FileTags | None
+    checked: bool  # parsed with the syntax check
+
+
 @dataclass
 class Ledger:
     checkpoints: RunCheckpoints
     steps: list[StepEdits] = field(default_factory=list)
     problems: dict[str, SyntaxProblem] = field(default_factory=dict)  # files that do not parse now
+    _parsed: dict[str, _Parsed] = field(default_factory=dict)  # by blob id, oldest first
+    _view: tuple[tuple[str, int], LedgerView] | None = None  # the last view, keyed by what it describes
 
     @property
     def base(self) -> Checkpoint:
@@ -102,6 +111,9 @@ class Ledger:
 
     def view(self) -> LedgerView:
         latest = self.checkpoints.history[-1]
+        key = (latest.tree, sum(1 for record in self.steps if record.files))
+        if self._view and self._view[0] == key:
+            return self._view[1]  # an action that wrote nothing leaves the view as it was
         net = self._diff(self.base.tree, latest.tree) if latest.tree != self.base.tree else []
         states = [self._file_state(entry) for entry in net]
         shown = states[:MAX_FILES_SHOWN]
@@ -109,7 +121,9 @@ class Ledger:
             OpenProblem(path, problem.line, problem.message)
             for path, problem in sorted(self.problems.items())
         )
-        return LedgerView(tuple(shown), len(states) - len(shown), problems)
+        view = LedgerView(tuple(shown), len(states) - len(shown), problems)
+        self._view = (key, view)
+        return view
 
     def _file_state(self, entry: DiffEntry) -> FileState:
         names = {entry.path, entry.old_path or entry.path}
@@ -139,10 +153,8 @@ class Ledger:
         return tuple(self._change(entry, blobs) for entry in entries)
 
     def _change(self, entry: DiffEntry, blobs: dict[str, bytes]) -> FileChange:
-        old = blobs.get(entry.old_blob or "")
-        new = blobs.get(entry.new_blob or "")
-        old_tags = analyse(entry.old_path or entry.path, old) if old is not None else None
-        new_tags = analyse(entry.path, new) if new is not None else None
+        old_tags = self._tags(entry.old_path or entry.path, entry.old_blob, blobs, problems=False)
+        new_tags = self._tags(entry.path, entry.new_blob, blobs, problems=True)
         symbols = touched_definitions(
             old_tags.definitions if old_tags else (), new_tags.definitions if new_tags else ()
         )
@@ -157,6 +169,18 @@ class Ledger:
             symbols,
             problem,
         )
+
+    def _tags(self, path: str, blob: str | None, blobs: dict[str, bytes], problems: bool) -> FileTags | None:
+        """Parse a blob once: a file's new version is the old version of its next edit."""
+        if blob is None or blob not in blobs:
+            return None
+        cached = self._parsed.get(blob)
+        if cached is None or (problems and not cached.checked):
+            cached = _Parsed(analyse(path, blobs[blob], problems=problems), problems)
+            self._parsed[blob] = cached
+            while len(self._parsed) > PARSE_CACHE_SIZE:
+                self._parsed.pop(next(iter(self._parsed)))
+        return cached.tags
 
     def _diff(self, before: str, after: str) -> list[DiffEntry]:
         out = git(self.checkpoints.root, "diff-tree", "-r", "-M", "-z", "--raw", "--numstat", before, after)

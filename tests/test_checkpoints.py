@@ -156,6 +156,7 @@ def test_runs_are_listed_newest_first_with_task_steps_and_status(tmp_path):
     second = start_run(repo, "second\ntask")
     (repo / "a.py").write_text("a = 1\n")
     second.record_step(1)
+    (repo / "a.py").write_text("a = 2\n")
     second.record_step(2)
     runs = list_runs(repo)
     assert [r.task for r in runs] == ["second task", "first task"]
