@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_cli.errors import UsageError
-from agent_cli.workspace import git
+from agent_cli.workspace import git, has_ref
 
 REF_PREFIX = "refs/actsmith/runs/"
+GITLINK = "160000"
 BACKUP_PREFIX = "refs/actsmith/backups/"
 IDENTITY = {
     "GIT_AUTHOR_NAME": "actsmith",
@@ -45,6 +46,7 @@ class RunCheckpoints:
     branch: str | None = None  # set when the run works in its own worktree
     history: list[Checkpoint] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    submodules: list[RunCheckpoints] = field(default_factory=list)  # found when step 0 is recorded
 
     def __post_init__(self) -> None:
         self.task = " ".join(self.task.split())[:200]  # one line: it is stored as a commit message field
@@ -74,6 +76,14 @@ class RunCheckpoints:
     def record(self, step: int, status: str = "running", subject: str | None = None) -> Checkpoint:
         """Snapshot the working tree as `step`. A step that changed nothing shares the previous commit
         (read_run fills such gaps), which keeps idle steps cheap."""
+        if not self.history:
+            self.submodules = [
+                RunCheckpoints(path, git_dir, self.run_id, self.task, self.branch, started=self.started)
+                for path, git_dir in checked_out_submodules(self.root)
+            ]
+        for submodule in self.submodules:
+            # A superproject snapshot holds only a submodule's commit; its files are kept by its own ref.
+            submodule.record(step, status, subject)
         tree = self.snapshot()
         if self.history and subject is None and tree == self.history[-1].tree:
             checkpoint = Checkpoint(self.history[-1].commit, tree, step)
@@ -103,7 +113,8 @@ class RunCheckpoints:
         tree = self.snapshot()
         step = last.step if tree == last.tree else last.step + 1
         final = self.record(step, status, subject="actsmith end")
-        self.index.unlink(missing_ok=True)
+        for checkpoints in [self, *self.submodules]:
+            checkpoints.index.unlink(missing_ok=True)
         return final
 
 
@@ -120,6 +131,10 @@ class RunRecord:
     base_tree: str
     final_tree: str
     trees: tuple[str, ...]  # trees[n] is the state after step n (0: before the run)
+
+    @property
+    def ref(self) -> str:
+        return REF_PREFIX + self.run_id
 
 
 def list_runs(root: Path) -> list[RunRecord]:
@@ -215,15 +230,40 @@ def undo(root: Path, git_dir: Path, run_id: str | None = None, step: int | None 
     record = RunCheckpoints(root, git_dir, f"{stamp}-undo-{os.getpid()}", f"undo {run.run_id}")
     before = record.record(0)
     paths = restore(root, before.tree, run.trees[step])
+    for submodule in record.submodules:
+        prefix = submodule.root.relative_to(root).as_posix()
+        kept = read_run(submodule.root, run.run_id) if has_ref(submodule.root, run.ref) else None
+        if kept:
+            now = submodule.history[0].tree
+            restored = restore(submodule.root, now, kept.trees[min(step, len(kept.trees) - 1)])
+            paths += [f"{prefix}/{path}" for path in restored]
     record.close("finished")
     return Undone(run, step, paths, record.run_id)
 
 
 def _changed_paths(root: Path, current: str, target: str) -> list[tuple[str, bool]]:
-    """(path, exists in target) for every file that differs between two trees."""
-    out = git(root, "diff-tree", "-r", "--no-renames", "-z", "--name-status", current, target).decode()
-    parts = out.split("\0")
-    return [(parts[i + 1], parts[i] != "D") for i in range(0, len(parts) - 1, 2)]
+    """(path, exists in target) for every file that differs between two trees. Submodule entries are
+    left out: their files are restored through their own checkpoints, never deleted from here."""
+    out = git(root, "diff-tree", "-r", "--no-renames", "-z", "--raw", current, target)
+    parts = out.decode("utf-8", "surrogateescape").split("\0")
+    changed = []
+    for meta, path in zip(parts[0::2], parts[1::2], strict=False):
+        old_mode, new_mode, *_, letter = meta.lstrip(":").split()
+        if GITLINK not in (old_mode, new_mode):
+            changed.append((path, letter != "D"))
+    return changed
+
+
+def checked_out_submodules(root: Path) -> list[tuple[Path, Path]]:
+    """(working tree, git dir) of each submodule that is checked out, nested ones included."""
+    out = git(root, "ls-files", "-z", "--stage").decode("utf-8", "surrogateescape")
+    found = []
+    for entry in out.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if meta.startswith(GITLINK) and (root / path / ".git").exists():
+            git_dir = git(root / path, "rev-parse", "--absolute-git-dir").decode().strip()
+            found.append((root / path, Path(git_dir)))
+    return found
 
 
 def _remove(root: Path, path: Path) -> None:

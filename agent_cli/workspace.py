@@ -113,7 +113,9 @@ class Workspace:
         self.exclude_runs_dir()
         base = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(task)}"
         run_id, suffix = base, 1
-        while (self.root / RUNS_DIR / "runs" / run_id).exists() or self._has_ref(f"refs/actsmith/runs/{run_id}"):
+        while (self.root / RUNS_DIR / "runs" / run_id).exists() or has_ref(
+            self.root, f"refs/actsmith/runs/{run_id}"
+        ):
             suffix += 1
             run_id = f"{base}-{suffix}"
         return run_id
@@ -122,13 +124,6 @@ class Workspace:
         path = self.root / RUNS_DIR / "runs" / run_id
         path.mkdir(parents=True, exist_ok=True)
         return path
-
-    def _has_ref(self, ref: str) -> bool:
-        try:
-            git(self.root, "show-ref", "--verify", "-q", ref)
-        except UsageError:
-            return False
-        return True
 
     def summary(self, max_entries: int = 40) -> str:
         """A one-paragraph sketch of the repository for the first prompt: size and top-level entries."""
@@ -233,6 +228,14 @@ class Workspace:
     def _git_paths(self, command: list[str], paths: list[str], env: dict[str, str]) -> None:
         pathspec = ["--pathspec-from-file=-", "--pathspec-file-nul"]
         git(self.root, *command, *pathspec, env=env, input=_nul(paths), exact=False)
+
+
+def has_ref(root: Path, ref: str) -> bool:
+    try:
+        git(root, "rev-parse", "--verify", "-q", ref)
+    except UsageError:
+        return False
+    return True
 
 
 def slugify(text: str) -> str:

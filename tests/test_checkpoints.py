@@ -238,3 +238,38 @@ def test_a_repository_without_commits_can_still_be_checkpointed_and_committed(tm
     Workspace.open(repo).commit_run(ledger.base.tree, final.tree, "first\n")
     assert git(repo, "ls-tree", "--name-only", "HEAD").split() == ["agent.txt"]
     assert git(repo, "status", "--porcelain") == "?? mine.txt\n"
+
+
+def test_undo_restores_files_inside_a_submodule_and_never_deletes_it(tmp_path):
+    library = make_repo(tmp_path / "library", {"lib.py": "v = 1\n"})
+    repo = make_repo(tmp_path / "repo", {"app.py": "x = 1\n"})
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            str(library),
+            "vendor/lib",
+        ],
+        check=True,
+    )
+    git(repo, "commit", "-qm", "add submodule")
+    (repo / "vendor" / "lib" / "lib.py").write_text("v = 'my uncommitted edit'\n")
+    before = files_on_disk(repo)
+    ledger = start_run(repo)
+    (repo / "vendor" / "lib" / "lib.py").write_text("v = 'agent'\n")
+    (repo / "vendor" / "lib" / "added.py").write_text("w = 1\n")
+    (repo / "app.py").write_text("x = 2\n")
+    ledger.record_step(1)
+    ledger.checkpoints.close("finished")
+
+    undone = undo(repo, repo / ".git")
+
+    assert files_on_disk(repo) == before
+    assert "vendor/lib/lib.py" in undone.paths
+    assert git(repo / "vendor" / "lib", "status", "--porcelain") == " M lib.py\n"
