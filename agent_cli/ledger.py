@@ -25,9 +25,6 @@ class FileChange:
     path: str
     status: str  # created | changed | deleted | renamed
     old_path: str | None = None
-    added: int = 0
-    removed: int = 0
-    binary: bool = False
     symbols: tuple[str, ...] = ()  # "+name" new, "-name" removed, "name" body changed
     problem: SyntaxProblem | None = None  # set when the file does not parse after the step
 
@@ -82,6 +79,7 @@ class Ledger:
     checkpoints: RunCheckpoints
     steps: list[StepEdits] = field(default_factory=list)
     problems: dict[str, SyntaxProblem] = field(default_factory=dict)  # files that do not parse now
+    net: dict[str, DiffEntry] = field(default_factory=dict)  # files that differ from the base now
     _parsed: dict[str, _Parsed] = field(default_factory=dict)  # by blob id, oldest first
     _view: tuple[tuple[str, int], LedgerView] | None = None  # the last view, keyed by what it describes
 
@@ -97,7 +95,11 @@ class Ledger:
         """Checkpoint after an action and record its edits; return syntax warnings for its observation."""
         previous = self.checkpoints.history[-1]
         current = self.checkpoints.record(step)
-        files = () if current.tree == previous.tree else self._changes(previous.tree, current.tree)
+        files: tuple[FileChange, ...] = ()
+        if current.tree != previous.tree:
+            entries = self._diff(previous.tree, current.tree)
+            self._update_net(current.tree, {p for e in entries for p in (e.path, e.old_path) if p})
+            files = self._changes(entries)
         self.steps.append(StepEdits(step, current, files))
         for change in files:
             self.problems.pop(change.old_path or change.path, None)
@@ -109,13 +111,23 @@ class Ledger:
             if change.problem is not None
         ]
 
+    def _update_net(self, tree: str, touched: set[str]) -> None:
+        """Re-diff against the base only the paths this step touched (and renames involving them):
+        line counts need content diffs, and a long run's other files have not changed."""
+        related = {
+            p for e in self.net.values() if {e.path, e.old_path} & touched for p in (e.path, e.old_path)
+        }
+        paths = sorted((touched | related) - {None})
+        for path in paths:
+            self.net.pop(path, None)
+        for entry in self._diff(self.base.tree, tree, paths, numstat=True):
+            self.net[entry.path] = entry
+
     def view(self) -> LedgerView:
-        latest = self.checkpoints.history[-1]
-        key = (latest.tree, sum(1 for record in self.steps if record.files))
+        key = (self.checkpoints.history[-1].tree, sum(1 for record in self.steps if record.files))
         if self._view and self._view[0] == key:
             return self._view[1]  # an action that wrote nothing leaves the view as it was
-        net = self._diff(self.base.tree, latest.tree) if latest.tree != self.base.tree else []
-        states = [self._file_state(entry) for entry in net]
+        states = [self._file_state(entry) for _, entry in sorted(self.net.items())]
         shown = states[:MAX_FILES_SHOWN]
         problems = tuple(
             OpenProblem(path, problem.line, problem.message)
@@ -144,11 +156,10 @@ class Ledger:
             symbols=tuple(symbols[:MAX_SYMBOLS_SHOWN]),
         )
 
-    def _changes(self, before: str, after: str) -> tuple[FileChange, ...]:
-        entries = self._diff(before, after)
+    def _changes(self, entries: list[DiffEntry]) -> tuple[FileChange, ...]:
         blobs = read_blobs(
             self.checkpoints.root,
-            [sha for e in entries if not e.binary for sha in (e.old_blob, e.new_blob) if sha],
+            [sha for e in entries for sha in (e.old_blob, e.new_blob) if sha],
         )
         return tuple(self._change(entry, blobs) for entry in entries)
 
@@ -159,16 +170,7 @@ class Ledger:
             old_tags.definitions if old_tags else (), new_tags.definitions if new_tags else ()
         )
         problem = new_tags.problems[0] if new_tags and new_tags.problems else None
-        return FileChange(
-            entry.path,
-            entry.status,
-            entry.old_path,
-            entry.added,
-            entry.removed,
-            entry.binary,
-            symbols,
-            problem,
-        )
+        return FileChange(entry.path, entry.status, entry.old_path, symbols, problem)
 
     def _tags(self, path: str, blob: str | None, blobs: dict[str, bytes], problems: bool) -> FileTags | None:
         """Parse a blob once: a file's new version is the old version of its next edit."""
@@ -182,9 +184,26 @@ class Ledger:
                 self._parsed.pop(next(iter(self._parsed)))
         return cached.tags
 
-    def _diff(self, before: str, after: str) -> list[DiffEntry]:
-        out = git(self.checkpoints.root, "diff-tree", "-r", "-M", "-z", "--raw", "--numstat", before, after)
-        return parse_raw_numstat(out.decode("utf-8", "surrogateescape"))
+    def _diff(
+        self, before: str, after: str, paths: list[str] | None = None, numstat: bool = False
+    ) -> list[DiffEntry]:
+        """Raw entries (renames found), with line counts when asked; `paths` limits the diff."""
+        limit = ["--", *paths] if paths is not None else []
+        stats = ["--numstat"] if numstat else []
+        out = git(
+            self.checkpoints.root,
+            "diff-tree",
+            "-r",
+            "-M",
+            "-z",
+            "--raw",
+            *stats,
+            before,
+            after,
+            *limit,
+            env={"GIT_LITERAL_PATHSPECS": "1"},
+        )
+        return parse_raw_numstat(out.decode("utf-8", "surrogateescape"), numstat)
 
 
 @dataclass(frozen=True)
@@ -210,8 +229,8 @@ STATUS_WORDS = {
 NULL_SHA = "0" * 40
 
 
-def parse_raw_numstat(out: str) -> list[DiffEntry]:
-    """Parse `git diff-tree -z --raw --numstat`: the raw records first, then numstat in the same order."""
+def parse_raw_numstat(out: str, numstat: bool = True) -> list[DiffEntry]:
+    """Parse `git diff-tree -z --raw [--numstat]`: the raw records, then numstat in the same order."""
     tokens = out.split("\0")
     raw, i = [], 0
     while i < len(tokens) and tokens[i].startswith(":"):
@@ -224,8 +243,8 @@ def parse_raw_numstat(out: str) -> list[DiffEntry]:
         raw.append((path, letter, old_path, old_blob, new_blob))
     entries = []
     for path, letter, old_path, old_blob, new_blob in raw:
-        added, removed, rest = tokens[i].split("\t", 2)
-        i += 3 if rest == "" else 1
+        added, removed, rest = tokens[i].split("\t", 2) if numstat else ("0", "0", "")
+        i += (3 if rest == "" else 1) if numstat else 0
         entries.append(
             DiffEntry(
                 path=path,

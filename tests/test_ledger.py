@@ -30,14 +30,13 @@ def state_block(ledger) -> str:
 def test_a_step_records_changed_definitions_by_qualified_name(tmp_path):
     repo = make_repo(tmp_path / "r", {"shapes.py": SHAPES, "other.py": "x = 1\n"})
     ledger = start_run(repo)
-    (repo / "shapes.py").write_text(
-        SHAPES.replace("return 0", "return 42") + "\n\ndef added():\n    pass\n"
-    )
+    (repo / "shapes.py").write_text(SHAPES.replace("return 0", "return 42") + "\n\ndef added():\n    pass\n")
     ledger.record_step(1)
     (change,) = ledger.steps[-1].files
     assert change.path == "shapes.py" and change.status == "changed"
     assert change.symbols == ("+added", "Shape.area")  # the class is not named: its method explains it
-    assert (change.added, change.removed) == (5, 1)
+    (state,) = ledger.view().files
+    assert (state.added, state.removed, state.steps) == (5, 1, (1,))
 
 
 def test_an_unparseable_file_gives_a_warning_with_file_and_line_until_it_is_fixed(tmp_path):
