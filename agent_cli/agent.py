@@ -133,14 +133,12 @@ class Agent:
             replies_without_action = 0
             timeout = self._timeout()
             observation = self._act(number, parsed, timeout)
-            notes = self.ledger.record_step(number) if self.ledger else []
+            notes = self._record_edits(number)
             if observation.finished is not None:
                 self._record_step(number, reply, parsed, observation, "[finished]")
                 return self._result("finished", EXIT_OK, "the model called finish()", observation.finished)
             steps_left = self.config.max_steps - number
-            text = render(
-                "observation", obs=observation, timeout=timeout, steps_left=steps_left, notes=notes
-            )
+            text = render("observation", obs=observation, timeout=timeout, steps_left=steps_left, notes=notes)
             self._record_step(number, reply, parsed, observation, text)
 
     def _check_limits(self, number: int) -> None:
@@ -180,6 +178,16 @@ class Agent:
             return messages
         last = messages[-1]
         return [*messages[:-1], {**last, "content": f"{last['content'].rstrip()}\n\n{block}"}]
+
+    def _record_edits(self, number: int) -> list[str]:
+        """Checkpoint the step in the ledger; its syntax warnings go into the same observation."""
+        if self.ledger is None:
+            return []
+        notes = self.ledger.record_step(number)
+        edits = self.ledger.steps[-1]
+        if edits.files:
+            self.trajectory.event("edits", step=number, checkpoint=edits.checkpoint.commit, files=edits.files)
+        return notes
 
     def _act(self, number: int, parsed: ParsedReply, timeout: float) -> Observation:
         self.observer.action_started(number, parsed.thought, parsed.code or "")

@@ -16,13 +16,17 @@ HIDDEN_WRITE = (
 
 
 def test_the_state_block_names_files_edited_earlier_that_nothing_else_names(run_agent):
-    run = run_agent([HIDDEN_WRITE, "<execute>\nprint('thinking')\n</execute>", "<execute>finish('ok')</execute>"])
+    run = run_agent(
+        [HIDDEN_WRITE, "<execute>\nprint('thinking')\n</execute>", "<execute>finish('ok')</execute>"]
+    )
     assert run.code == 0, run.stderr
     calls = run.events("model_call")
     last_messages = calls[-1]["messages"]
     assert "awardnotes/plan.txt: created (+1 -0), step 1" in last_messages[-1]["content"]
     earlier = [m["content"] for m in last_messages[:-1]] + [c["reply"] for c in calls]
     assert not any("awardnotes/plan.txt" in text for text in earlier)
+    (edits,) = run.events("edits")  # the trajectory keeps each step's ledger record
+    assert (edits["step"], edits["files"][0]["path"]) == (1, "awardnotes/plan.txt")
     # Only the latest message carries the block, so the prompt grows linearly with the steps.
     assert sum("State of your work" in m["content"] for m in last_messages) == 1
 
@@ -74,7 +78,11 @@ def test_worktree_leaves_the_checkout_untouched_and_commits_on_a_branch(tmp_path
     repo = make_repo(tmp_path / "repo", {"app.py": "x = 1\n"})
     (repo / "app.py").write_text("x = 'uncommitted'\n")
     (repo / "scratch.txt").write_text("untracked\n")
-    before, head, status = files_on_disk(repo), git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain")
+    before, head, status = (
+        files_on_disk(repo),
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "status", "--porcelain"),
+    )
     replay = tmp_path / "replay.yaml"
     replay.write_text(
         "- |\n  <execute>\n  print(open('app.py').read())\n  open('app.py', 'w').write('x = 2\\n')\n  </execute>\n"
