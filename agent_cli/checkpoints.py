@@ -19,7 +19,6 @@ from agent_cli.workspace import git, has_ref
 
 REF_PREFIX = "refs/actsmith/runs/"
 GITLINK = "160000"
-BACKUP_PREFIX = "refs/actsmith/backups/"
 IDENTITY = {
     "GIT_AUTHOR_NAME": "actsmith",
     "GIT_AUTHOR_EMAIL": "actsmith@localhost",
@@ -128,8 +127,6 @@ class RunRecord:
     status: str
     branch: str | None
     steps: int
-    base_tree: str
-    final_tree: str
     trees: tuple[str, ...]  # trees[n] is the state after step n (0: before the run)
 
     @property
@@ -177,8 +174,6 @@ def read_run(root: Path, run_id: str, tip: str | None = None) -> RunRecord:
         status="interrupted" if status == "running" else status,
         branch=fields_of_tip.get("branch"),
         steps=max(steps) if steps else 0,
-        base_tree=ordered[0],
-        final_tree=ordered[-1],
         trees=tuple(ordered),
     )
 
@@ -197,7 +192,15 @@ def restore(root: Path, current_tree: str, target_tree: str) -> list[str]:
         with tempfile.TemporaryDirectory(prefix="actsmith-restore-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             git(root, "read-tree", target_tree, env=env)
-            git(root, "checkout-index", "--force", "-z", "--stdin", env=env, input="\0".join(wanted).encode())
+            git(
+                root,
+                "checkout-index",
+                "--force",
+                "-z",
+                "--stdin",
+                env=env,
+                input="\0".join(wanted).encode("utf-8", "surrogateescape"),
+            )
     return [path for path, _ in changed]
 
 

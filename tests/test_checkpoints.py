@@ -273,3 +273,18 @@ def test_undo_restores_files_inside_a_submodule_and_never_deletes_it(tmp_path):
     assert files_on_disk(repo) == before
     assert "vendor/lib/lib.py" in undone.paths
     assert git(repo / "vendor" / "lib", "status", "--porcelain") == " M lib.py\n"
+
+
+def test_file_names_that_are_not_utf8_survive_undo(tmp_path):
+    repo = make_repo(tmp_path / "r", {"a.py": "a = 0\n"})
+    odd = os.fsencode(repo) + b"/caf\xe9 menu.txt"
+    with open(odd, "wb") as handle:
+        handle.write(b"latin-1 name\n")
+    before = files_on_disk(repo)
+    ledger = start_run(repo)
+    os.remove(odd)
+    (repo / "a.py").write_text("a = 1\n")
+    ledger.record_step(1)
+    ledger.checkpoints.close("finished")
+    undo(repo, repo / ".git")
+    assert files_on_disk(repo) == before
