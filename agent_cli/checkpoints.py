@@ -68,13 +68,14 @@ class RunCheckpoints:
                 # Starting from the user's index reuses its stat cache: only changed files get hashed.
                 shutil.copyfile(user_index, self.index)
         env = {"GIT_INDEX_FILE": str(self.index)}
-        # The untracked cache lives in this private index and spares re-reading unchanged directories.
-        git(self.root, "-c", "core.untrackedCache=true", "add", "--all", "--", ".", env=env)
+        git(self.root, "add", "--all", "--", ".", env=env)
         return git(self.root, "write-tree", env=env).decode().strip()
 
-    def record(self, step: int, status: str = "running", subject: str | None = None) -> Checkpoint:
-        """Snapshot the working tree as `step`. A step that changed nothing shares the previous commit
-        (read_run fills such gaps), which keeps idle steps cheap."""
+    def record(
+        self, step: int, status: str = "running", subject: str | None = None, tree: str | None = None
+    ) -> Checkpoint:
+        """Checkpoint the working tree (or a `tree` just snapshotted) as `step`. A step that changed
+        nothing shares the previous commit (read_run fills such gaps), which keeps idle steps cheap."""
         if not self.history:
             self.submodules = [
                 RunCheckpoints(path, git_dir, self.run_id, self.task, self.branch, started=self.started)
@@ -83,7 +84,7 @@ class RunCheckpoints:
         for submodule in self.submodules:
             # A superproject snapshot holds only a submodule's commit; its files are kept by its own ref.
             submodule.record(step, status, subject)
-        tree = self.snapshot()
+        tree = tree or self.snapshot()
         if self.history and subject is None and tree == self.history[-1].tree:
             checkpoint = Checkpoint(self.history[-1].commit, tree, step)
             self.history.append(checkpoint)

@@ -7,17 +7,19 @@ is what the model sees every turn: one line per file changed since the run began
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_cli.checkpoints import Checkpoint, RunCheckpoints
-from agent_cli.syntax import Definition, FileTags, SyntaxProblem, analyse
+from agent_cli.syntax import Definition, FileTags, SyntaxProblem, analyse, language_for
 from agent_cli.workspace import git
 
 MAX_ANALYSED_BYTES = 1_000_000  # bigger files are counted, not parsed
 MAX_FILES_SHOWN = 25
 MAX_SYMBOLS_SHOWN = 8
 PARSE_CACHE_SIZE = 256
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="actsmith-ledger")
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,19 @@ class Ledger:
     def record_step(self, step: int) -> list[str]:
         """Checkpoint after an action and record its edits; return syntax warnings for its observation."""
         previous = self.checkpoints.history[-1]
-        current = self.checkpoints.record(step)
+        tree = self.checkpoints.snapshot()
         files: tuple[FileChange, ...] = ()
-        if current.tree != previous.tree:
-            entries = self._diff(previous.tree, current.tree)
-            self._update_net(current.tree, {p for e in entries for p in (e.path, e.old_path) if p})
+        if tree == previous.tree:
+            current = self.checkpoints.record(step, tree=tree)
+        else:
+            # git works in other processes: committing and re-diffing overlap with parsing here.
+            committed = _BACKGROUND.submit(self.checkpoints.record, step, tree=tree)
+            entries = self._diff(previous.tree, tree)
+            touched = {path for entry in entries for path in (entry.path, entry.old_path) if path}
+            net = _BACKGROUND.submit(self._net_update, tree, touched)
             files = self._changes(entries)
+            self._apply_net(*net.result())
+            current = committed.result()
         self.steps.append(StepEdits(step, current, files))
         for change in files:
             self.problems.pop(change.old_path or change.path, None)
@@ -111,16 +120,19 @@ class Ledger:
             if change.problem is not None
         ]
 
-    def _update_net(self, tree: str, touched: set[str]) -> None:
+    def _net_update(self, tree: str, touched: set[str]) -> tuple[list[str], list[DiffEntry]]:
         """Re-diff against the base only the paths this step touched (and renames involving them):
         line counts need content diffs, and a long run's other files have not changed."""
         related = {
             p for e in self.net.values() if {e.path, e.old_path} & touched for p in (e.path, e.old_path)
         }
         paths = sorted((touched | related) - {None})
+        return paths, self._diff(self.base.tree, tree, paths, numstat=True)
+
+    def _apply_net(self, paths: list[str], entries: list[DiffEntry]) -> None:
         for path in paths:
             self.net.pop(path, None)
-        for entry in self._diff(self.base.tree, tree, paths, numstat=True):
+        for entry in entries:
             self.net[entry.path] = entry
 
     def view(self) -> LedgerView:
@@ -157,11 +169,28 @@ class Ledger:
         )
 
     def _changes(self, entries: list[DiffEntry]) -> tuple[FileChange, ...]:
-        blobs = read_blobs(
-            self.checkpoints.root,
-            [sha for e in entries for sha in (e.old_blob, e.new_blob) if sha],
+        parsed = [e for e in entries if language_for(e.path) or (e.old_path and language_for(e.old_path))]
+        contents = self._contents_on_disk(parsed)
+        older = [e.old_blob for e in parsed if e.old_blob and e.old_blob not in self._parsed]
+        contents.update(read_blobs(self.checkpoints.root, older))
+        return tuple(
+            self._change(e, contents) if e in parsed else FileChange(e.path, e.status, e.old_path)
+            for e in entries
         )
-        return tuple(self._change(entry, blobs) for entry in entries)
+
+    def _contents_on_disk(self, entries: list[DiffEntry]) -> dict[str, bytes]:
+        """New versions, read from the working tree: the snapshot just hashed these very bytes
+        (unfiltered), and reading them costs no git process."""
+        contents = {}
+        for entry in entries:
+            if entry.new_blob and entry.new_blob not in self._parsed and entry.new_mode in REGULAR_MODES:
+                try:
+                    data = (self.checkpoints.root / entry.path).read_bytes()
+                except OSError:
+                    continue
+                if len(data) <= MAX_ANALYSED_BYTES:
+                    contents[entry.new_blob] = data
+        return contents
 
     def _change(self, entry: DiffEntry, blobs: dict[str, bytes]) -> FileChange:
         old_tags = self._tags(entry.old_path or entry.path, entry.old_blob, blobs, problems=False)
@@ -174,15 +203,15 @@ class Ledger:
 
     def _tags(self, path: str, blob: str | None, blobs: dict[str, bytes], problems: bool) -> FileTags | None:
         """Parse a blob once: a file's new version is the old version of its next edit."""
+        cached = self._parsed.get(blob or "")
+        if cached is not None and (cached.checked or not problems):
+            return cached.tags
         if blob is None or blob not in blobs:
             return None
-        cached = self._parsed.get(blob)
-        if cached is None or (problems and not cached.checked):
-            cached = _Parsed(analyse(path, blobs[blob], problems=problems), problems)
-            self._parsed[blob] = cached
-            while len(self._parsed) > PARSE_CACHE_SIZE:
-                self._parsed.pop(next(iter(self._parsed)))
-        return cached.tags
+        self._parsed[blob] = _Parsed(analyse(path, blobs[blob], problems=problems), problems)
+        while len(self._parsed) > PARSE_CACHE_SIZE:
+            self._parsed.pop(next(iter(self._parsed)))
+        return self._parsed[blob].tags
 
     def _diff(
         self, before: str, after: str, paths: list[str] | None = None, numstat: bool = False
@@ -213,11 +242,13 @@ class DiffEntry:
     old_path: str | None
     old_blob: str | None
     new_blob: str | None
+    new_mode: str = ""
     added: int = 0
     removed: int = 0
     binary: bool = False
 
 
+REGULAR_MODES = ("100644", "100755")
 STATUS_WORDS = {
     "A": "created",
     "D": "deleted",
@@ -240,9 +271,9 @@ def parse_raw_numstat(out: str, numstat: bool = True) -> list[DiffEntry]:
             old_path, path, i = tokens[i + 1], tokens[i + 2], i + 3
         else:
             old_path, path, i = None, tokens[i + 1], i + 2
-        raw.append((path, letter, old_path, old_blob, new_blob))
+        raw.append((path, letter, old_path, old_blob, new_blob, meta[1]))
     entries = []
-    for path, letter, old_path, old_blob, new_blob in raw:
+    for path, letter, old_path, old_blob, new_blob, new_mode in raw:
         added, removed, rest = tokens[i].split("\t", 2) if numstat else ("0", "0", "")
         i += (3 if rest == "" else 1) if numstat else 0
         entries.append(
@@ -252,6 +283,7 @@ def parse_raw_numstat(out: str, numstat: bool = True) -> list[DiffEntry]:
                 old_path=old_path if letter == "R" else None,
                 old_blob=None if old_blob == NULL_SHA else old_blob,
                 new_blob=None if new_blob == NULL_SHA else new_blob,
+                new_mode=new_mode,
                 added=int(added) if added != "-" else 0,
                 removed=int(removed) if removed != "-" else 0,
                 binary=added == "-",
