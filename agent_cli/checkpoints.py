@@ -61,12 +61,10 @@ class RunCheckpoints:
 
     def snapshot(self) -> str:
         """A tree object of the working tree as it is now, untracked files included, ignored ones not."""
-        if not self.index.exists():
-            self.index.parent.mkdir(parents=True, exist_ok=True)
-            user_index = self.git_dir / "index"
-            if user_index.exists():
-                # Starting from the user's index reuses its stat cache: only changed files get hashed.
-                shutil.copyfile(user_index, self.index)
+        # The private index starts empty, not from the user's: their entries hold blobs that went through
+        # their eol and filter settings (not the bytes on disk), and may be marked assume-unchanged.
+        # So the first snapshot hashes every file; later ones reuse this index's own stat cache.
+        self.index.parent.mkdir(parents=True, exist_ok=True)
         env = {"GIT_INDEX_FILE": str(self.index)}
         git(self.root, "add", "--all", "--", ".", env=env)
         return git(self.root, "write-tree", env=env).decode().strip()

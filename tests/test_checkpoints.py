@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,31 @@ def test_file_names_that_are_not_utf8_survive_undo(tmp_path):
     ledger.checkpoints.close("finished")
     undo(repo, repo / ".git")
     assert files_on_disk(repo) == before
+
+
+def blob_bytes(repo: Path, tree: str, path: str) -> bytes:
+    return subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "blob", f"{tree}:{path}"], check=True, capture_output=True
+    ).stdout
+
+
+def test_a_snapshot_holds_the_bytes_on_disk_not_the_blobs_of_the_users_index(tmp_path):
+    repo = make_repo(tmp_path / "r", {".gitattributes": "*.txt text eol=crlf\n"})
+    (repo / "w.txt").write_bytes(b"a\r\nb\r\n")
+    an_hour_ago = time.time() - 3600
+    os.utime(repo / "w.txt", (an_hour_ago, an_hour_ago))  # stat-clean in the index, not racy
+    git(repo, "add", "w.txt")  # the user's index holds the normalised blob "a\nb\n"
+    tree = start_run(repo).checkpoints.snapshot()
+    assert blob_bytes(repo, tree, "w.txt") == b"a\r\nb\r\n"
+
+
+def test_a_file_the_user_marked_assume_unchanged_is_still_restored(tmp_path):
+    repo = make_repo(tmp_path / "r", {"config.py": "debug = False\n"})
+    git(repo, "update-index", "--assume-unchanged", "config.py")
+    (repo / "config.py").write_text("debug = True  # my local tweak\n")
+    ledger = start_run(repo)
+    (repo / "config.py").write_text("debug = 'agent'\n")
+    ledger.record_step(1)
+    ledger.checkpoints.close("finished")
+    undo(repo, repo / ".git")
+    assert (repo / "config.py").read_text() == "debug = True  # my local tweak\n"
