@@ -8,18 +8,19 @@ Each language has one query. Its captures follow a small convention:
   @def.<kind>  the definition node (its range gives the lines and the body hash)
   @name        the definition's name (a Go method's name is qualified by its @receiver type)
   @scope       a node that qualifies the definitions inside it but is not one itself (a Rust impl block)
-  @ref         an identifier the file references (calls, types, attributes, base classes, imports)
+  @ref         a name the file references unqualified (a call, a type, a base class, an import)
+  @ref.member  a name it references as a member (x.parse(), Foo::new, p->next)
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import re
 import threading
 from dataclasses import dataclass
 from functools import cache
-from pathlib import PurePath
 from typing import Any
 
 EXTENSIONS: dict[str, str] = {
@@ -58,6 +59,44 @@ FILENAMES: dict[str, str] = {"Rakefile": "ruby", "Gemfile": "ruby"}
 CONTAINER_KINDS = frozenset({"class", "interface", "struct", "enum", "trait", "module", "union", "namespace"})
 FUNCTION_KINDS = frozenset({"function", "method"})
 MAX_PROBLEMS = 5
+# A call to len() or list() refers to no definition in the repository, whatever it defines.
+PYTHON_BUILTINS = frozenset(name for name in dir(builtins) if not name.startswith("_"))
+# Likewise `s.startswith(...)` or `items.append(...)` nearly always calls a method of a built-in
+# type, not the one class in the repository that happens to define `append`: these member names
+# are left out of member_references (they stay in references).
+_JS_COMMON = (
+    "push pop shift unshift slice splice map filter reduce forEach find findIndex includes indexOf "
+    "join split concat keys values entries length toString then catch finally resolve reject "
+    "trim replace startsWith endsWith toLowerCase toUpperCase test exec log error warn apply call bind "
+    "get set has delete add clear size sort reverse some every assign freeze stringify parse"
+)
+_JAVA_COMMON = (
+    "equals hashCode toString get put add remove size isEmpty contains length append "
+    "getClass valueOf stream map filter collect forEach iterator next hasNext close println"
+)
+_RUST_COMMON = (
+    "unwrap expect clone iter into_iter map collect len push pop insert remove get is_empty "
+    "to_string as_str as_ref into from ok err and_then unwrap_or unwrap_or_else is_some is_none "
+    "is_ok is_err borrow borrow_mut lock fmt eq cmp partial_cmp hash new default"
+)
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+COMMON_MEMBERS: dict[str, frozenset[str]] = {
+    "python": frozenset(
+        name
+        for kind in (str, bytes, list, dict, set, tuple, int, float, object, bytearray)
+        for name in dir(kind)
+    ),
+    "javascript": _words(_JS_COMMON),
+    "typescript": _words(_JS_COMMON),
+    "tsx": _words(_JS_COMMON),
+    "java": _words(_JAVA_COMMON),
+    "rust": _words(_RUST_COMMON),
+}
 MAX_SIGNATURE = 200
 
 
@@ -84,12 +123,18 @@ class FileTags:
     definitions: tuple[Definition, ...]
     references: tuple[str, ...]  # distinct identifier names the file references, in order of appearance
     problems: tuple[SyntaxProblem, ...]  # empty when the file parses cleanly
+    # The same names split by how they are used, for the repo map: an unqualified `parse(x)` in
+    # Python cannot mean a method, `x.parse()` can. Python builtins are left out of the bare ones.
+    bare_references: tuple[str, ...] = ()
+    member_references: tuple[str, ...] = ()
 
 
 def language_for(path: str) -> str | None:
     """The grammar for a file, by extension (or a few well-known file names); None when we have none."""
-    pure = PurePath(path)
-    return EXTENSIONS.get(pure.suffix.lower()) or FILENAMES.get(pure.name)
+    name = path.replace("\\", "/").rpartition("/")[2]  # plain string work: the map asks for every file
+    dot = name.rfind(".")
+    suffix = name[dot:].lower() if dot > 0 else ""
+    return EXTENSIONS.get(suffix) or FILENAMES.get(name)
 
 
 def analyse(path: str, source: bytes, *, problems: bool = True) -> FileTags | None:
@@ -105,13 +150,19 @@ def analyse(path: str, source: bytes, *, problems: bool = True) -> FileTags | No
     root = tree.root_node
     from tree_sitter import QueryCursor
 
-    definitions, references = _collect(QueryCursor(query).matches(root), source, language)
+    definitions, bare, members = _collect(QueryCursor(query).matches(root), source, language)
+    references = tuple(dict.fromkeys((*bare, *members)))
     found: tuple[SyntaxProblem, ...] = ()
     if problems:
         found = tuple(_problems(root, source)) if root.has_error else ()
         if not found and language == "python":
             found = _indentation_problems(path, source)
-    return FileTags(language, definitions, references, found)
+    if language == "python":
+        bare = tuple(name for name in bare if name not in PYTHON_BUILTINS)
+    common = COMMON_MEMBERS.get(language)
+    if common:
+        members = tuple(name for name in members if name not in common)
+    return FileTags(language, definitions, references, found, bare, members)
 
 
 # --- parsers and queries ----------------------------------------------------------------------------
@@ -153,7 +204,7 @@ _C_COMMON = """
 (enum_specifier name: (type_identifier) @name body: (_)) @def.enum
 (type_definition declarator: (type_identifier) @name) @def.type
 (call_expression function: (identifier) @ref)
-(field_expression field: (field_identifier) @ref)
+(field_expression field: (field_identifier) @ref.member)
 (type_identifier) @ref
 """
 
@@ -162,7 +213,7 @@ QUERIES: dict[str, str] = {
 (function_definition name: (identifier) @name) @def.function
 (class_definition name: (identifier) @name) @def.class
 (call function: (identifier) @ref)
-(attribute attribute: (identifier) @ref)
+(attribute attribute: (identifier) @ref.member)
 (class_definition superclasses: (argument_list (identifier) @ref))
 (type (identifier) @ref)
 (decorator (identifier) @ref)
@@ -178,7 +229,7 @@ QUERIES: dict[str, str] = {
 (variable_declaration (variable_declarator name: (identifier) @name value: [(arrow_function) (function_expression)])) @def.function
 (call_expression function: (identifier) @ref)
 (new_expression constructor: (identifier) @ref)
-(member_expression property: (property_identifier) @ref)
+(member_expression property: (property_identifier) @ref.member)
 (class_heritage (identifier) @ref)
 """,
     "go": """
@@ -195,7 +246,7 @@ QUERIES: dict[str, str] = {
                                                 (map_type) (slice_type) (pointer_type) (channel_type)
                                                 (array_type)]) @def.type
 (call_expression function: (identifier) @ref)
-(selector_expression field: (field_identifier) @ref)
+(selector_expression field: (field_identifier) @ref.member)
 (type_identifier) @ref
 """,
     "rust": """
@@ -211,8 +262,8 @@ QUERIES: dict[str, str] = {
 (impl_item type: [(type_identifier) @name (generic_type type: (type_identifier) @name)
                   (scoped_type_identifier name: (type_identifier) @name)]) @scope
 (call_expression function: (identifier) @ref)
-(call_expression function: (scoped_identifier name: (identifier) @ref))
-(field_expression field: (field_identifier) @ref)
+(scoped_identifier name: (identifier) @ref.member)
+(field_expression field: (field_identifier) @ref.member)
 (macro_invocation macro: (identifier) @ref)
 (type_identifier) @ref
 """,
@@ -224,8 +275,9 @@ QUERIES: dict[str, str] = {
 (enum_declaration name: (identifier) @name) @def.enum
 (method_declaration name: (identifier) @name) @def.method
 (constructor_declaration name: (identifier) @name) @def.method
-(method_invocation name: (identifier) @ref)
-(field_access field: (identifier) @ref)
+(method_invocation object: (_) name: (identifier) @ref.member)
+(method_invocation !object name: (identifier) @ref)
+(field_access field: (identifier) @ref.member)
 (type_identifier) @ref
 """,
     "c": _C_COMMON,
@@ -235,7 +287,7 @@ QUERIES: dict[str, str] = {
 (class_specifier name: (type_identifier) @name body: (_)) @def.class
 (namespace_definition name: (namespace_identifier) @name body: (_)) @def.namespace
 (alias_declaration name: (type_identifier) @name) @def.type
-(call_expression function: (qualified_identifier name: (identifier) @ref))
+(qualified_identifier name: (identifier) @ref.member)
 (namespace_identifier) @ref
 """,
     "ruby": """
@@ -243,7 +295,8 @@ QUERIES: dict[str, str] = {
 (singleton_method name: (_) @name) @def.method
 (class name: [(constant) (scope_resolution)] @name) @def.class
 (module name: [(constant) (scope_resolution)] @name) @def.module
-(call method: (identifier) @ref)
+(call receiver: (_) method: (identifier) @ref.member)
+(call !receiver method: (identifier) @ref)
 (constant) @ref
 """,
 }
@@ -283,19 +336,25 @@ class _Candidate:
 
 def _collect(
     matches: list[tuple[int, dict[str, list[Any]]]], source: bytes, language: str
-) -> tuple[tuple[Definition, ...], tuple[str, ...]]:
+) -> tuple[tuple[Definition, ...], tuple[str, ...], tuple[str, ...]]:
     candidates: list[_Candidate] = []
-    references: dict[str, None] = {}  # an ordered set
+    bare: dict[str, None] = {}  # ordered sets
+    members: dict[str, None] = {}
     for _, captures in matches:
         refs = captures.get("ref")
         if refs is not None:
             for node in refs:
-                references[_text(source, node)] = None
+                bare[source[node.start_byte : node.end_byte].decode("utf-8", "replace")] = None
+            continue
+        refs = captures.get("ref.member")
+        if refs is not None:
+            for node in refs:
+                members[source[node.start_byte : node.end_byte].decode("utf-8", "replace")] = None
             continue
         candidate = _candidate(captures, source, language)
         if candidate is not None:
             candidates.append(candidate)
-    return _qualify(candidates, source, language), tuple(references)
+    return _qualify(candidates, source, language), tuple(bare), tuple(members)
 
 
 def _candidate(captures: dict[str, list[Any]], source: bytes, language: str) -> _Candidate | None:
@@ -379,6 +438,8 @@ def _definition(candidate: _Candidate, name: str, kind: str, source: bytes, lang
 
 _WHITESPACE = re.compile(r"\s+")
 _BRACED = re.compile(r"\{.*\}", re.DOTALL)
+_AFTER_OPEN = re.compile(r"([(\[]) ")
+_BEFORE_CLOSE = re.compile(r",? ([)\]])")
 
 
 def _signature(node: Any, source: bytes, language: str) -> str:
@@ -386,7 +447,7 @@ def _signature(node: Any, source: bytes, language: str) -> str:
     any braced part elided, or its first line."""
     body = _body(node)
     if body is not None:
-        header = source[node.start_byte : body.start_byte].decode("utf-8", "replace")
+        header = source[node.start_byte : _header_end(node, body)].decode("utf-8", "replace")
     else:
         header = source[node.start_byte : node.end_byte].decode("utf-8", "replace")
         if "{" in header:
@@ -396,9 +457,22 @@ def _signature(node: Any, source: bytes, language: str) -> str:
     if node.type == "type_spec":  # Go: the "type" keyword lives on the parent declaration
         header = "type " + header
     header = _WHITESPACE.sub(" ", header).strip()
+    # Arguments that were one per line: "f( a, b, )" reads better as "f(a, b)".
+    header = _AFTER_OPEN.sub(r"\1", _BEFORE_CLOSE.sub(r"\1", header))
     if len(header) > MAX_SIGNATURE:
         header = header[: MAX_SIGNATURE - 1] + "…"
     return header
+
+
+def _header_end(node: Any, body: Any) -> int:
+    """Where the header ends: before the body, and before comments that precede the body."""
+    end = body.start_byte
+    for child in reversed(node.children):
+        if child.start_byte >= body.start_byte:
+            continue
+        if child.type != "comment":
+            return min(end, child.end_byte)
+    return end
 
 
 def _body(node: Any) -> Any | None:
