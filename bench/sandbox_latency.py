@@ -1,26 +1,38 @@
-"""Sandbox latency, measured in one run on this machine.
+"""Sandbox and harness latency, measured in one run on this machine.
 
 - action round trip: `print(1)` sent to the persistent kernel over the attached stdio (median of N);
 - docker exec: the same action done the way per-action-exec agents do it, `python3 -c 'print(1)'`
   through the Engine API's exec (create + start + inspect), in a container of the same image;
   `true` through exec is printed too, as the floor of any exec-based design;
-- cold start: container create to a kernel that answered its ready message (median of a few).
+- cold start: container create to a kernel that answered its ready message (median of a few);
+- restart: `Sandbox.restart()`, a fresh interpreter in the running container (median of a few);
+- harness step: `runner.run_task` on a git repository of ~1,000 files with a replay model of N trivial
+  actions; the time of each step (model call, parse, action, observation, ledger, trajectory) with the
+  model's own latency subtracted (a replay model answers instantly anyway);
+- run start: `run_task` called to its first model call (Docker, image check, snapshot, sandbox start),
+  and the same with the sandbox started beforehand: the best case of a warm pool of containers.
 
-Ends with one line: action_p50_ms=X docker_exec_p50_ms=Y cold_start_s=Z
+Ends with one line: action_p50_ms=X docker_exec_p50_ms=Y cold_start_s=Z restart_p50_ms=R step_p50_ms=S
 
-Usage: python bench/sandbox_latency.py [--actions 300] [--execs 40] [--starts 7]
+Usage: python bench/sandbox_latency.py [--actions 300] [--execs 40] [--starts 7] [--steps 50] [--files 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from agent_cli.sandbox.docker_sandbox import DockerSandbox, docker_client
 from agent_cli.sandbox.image import ensure_image
+
+TRIVIAL_ACTION = "Print one.\n<execute>\nprint(1)\n</execute>"
 
 
 def timed_ms(fn) -> float:
@@ -32,10 +44,12 @@ def timed_ms(fn) -> float:
 def action_round_trips(sandbox: DockerSandbox, n: int) -> list[float]:
     for _ in range(20):  # warm-up
         sandbox.run("print(1)", 10)
-    times = []
-    for _ in range(n):
-        times.append(timed_ms(lambda: sandbox.run("print(1)", 10)))
-    return times
+    return [timed_ms(lambda: sandbox.run("print(1)", 10)) for _ in range(n)]
+
+
+def restarts(sandbox: DockerSandbox, n: int) -> list[float]:
+    sandbox.restart()  # warm-up
+    return [timed_ms(sandbox.restart) for _ in range(n)]
 
 
 def exec_round_trips(client, image: str, cmd: list[str], n: int) -> list[float]:
@@ -45,10 +59,7 @@ def exec_round_trips(client, image: str, cmd: list[str], n: int) -> list[float]:
     try:
         for _ in range(3):
             container.exec_run(cmd)
-        times = []
-        for _ in range(n):
-            times.append(timed_ms(lambda: container.exec_run(cmd)))
-        return times
+        return [timed_ms(lambda: container.exec_run(cmd)) for _ in range(n)]
     finally:
         container.remove(force=True)
 
@@ -64,8 +75,132 @@ def cold_starts(client, image: str, repo: Path, n: int) -> list[float]:
     return times
 
 
+# ------------------------------------------------------------------------------------ whole harness
+
+
+def make_repository(root: Path, files: int) -> Path:
+    """A git repository of `files` small Python modules spread over 25 packages, committed."""
+    for i in range(files):
+        path = root / f"pkg{i % 25}" / f"mod{i}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'"""Module {i}."""\n\n\ndef f{i}(x):\n    return x + {i}\n')
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True)
+    subprocess.run(
+        ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+        + ["commit", "-q", "-m", "initial"],
+        check=True,
+    )
+    return root
+
+
+@dataclasses.dataclass
+class StepClock:
+    """An agent Observer that timestamps the start of every model call."""
+
+    started: list[float] = dataclasses.field(default_factory=list)
+
+    def model_started(self, step: int) -> None:
+        self.started.append(time.perf_counter())
+
+    def action_started(self, step: int, thought: str, code: str) -> None:
+        pass
+
+    def step_finished(self, step) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class HarnessRun:
+    step_ms: list[float]  # per step, model latency excluded
+    start_s: float  # run_task called -> first model call
+
+
+@dataclasses.dataclass
+class WarmSandbox:
+    """A sandbox started before the run, as a warm pool would hand it out: its start() is free."""
+
+    box: DockerSandbox
+
+    def start(self) -> None:
+        pass
+
+    def run(self, code: str, timeout: float):
+        return self.box.run(code, timeout)
+
+    def interrupt(self) -> None:
+        self.box.interrupt()
+
+    def restart(self) -> None:
+        self.box.restart()
+
+    def close(self) -> None:
+        self.box.close()
+
+
+def harness_run(repo: Path, work: Path, steps: int, *, warm: bool = False) -> HarnessRun:
+    """One replayed run of `steps` trivial actions; with `warm`, its sandbox is started beforehand."""
+    from agent_cli import runner
+    from agent_cli.settings import Settings
+    from agent_cli.trajectory import read_trajectory
+    from agent_cli.workspace import Workspace
+
+    replay = work / "replay.yaml"
+    replay.write_text(yaml.safe_dump([TRIVIAL_ACTION] * steps + ["<execute>finish('done')</execute>"]))
+    trajectory = work / f"trajectory-{time.monotonic_ns()}.jsonl"
+    settings = Settings(model=f"replay:{replay}", max_steps=steps + 5, trajectory=trajectory)
+    sandbox_class = runner.DockerSandbox
+    if warm:
+        box = DockerSandbox(
+            docker_client(), ensure_image(docker_client()), repo, runner.sandbox_limits(settings)
+        )
+        box.start()
+        runner.DockerSandbox = lambda *_: WarmSandbox(box)
+    clock = StepClock()
+    called = time.perf_counter()
+    try:
+        outcome = runner.run_task("print one", Workspace.open(repo), settings, clock, log=lambda _: None)
+    finally:
+        runner.DockerSandbox = sandbox_class
+    assert outcome.exit_code == 0, outcome.result.message
+    latency = [e["latency_s"] for e in read_trajectory(trajectory) if e["event"] == "model_call"]
+    # Step n runs from model call n to model call n + 1; the final finish() step is left out.
+    step_ms = [
+        (later - earlier - latency[i]) * 1000
+        for i, (earlier, later) in enumerate(zip(clock.started, clock.started[1:], strict=False))
+    ]
+    return HarnessRun(step_ms, clock.started[0] - called)
+
+
+@dataclasses.dataclass
+class HarnessFigures:
+    step_ms: list[float]
+    start_s: list[float]  # run start as it is
+    warm_start_s: list[float]  # run start with the sandbox started beforehand: a warm pool's best case
+
+
+def harness_figures(steps: int, files: int, runs: int, starts: int) -> HarnessFigures:
+    with tempfile.TemporaryDirectory(prefix="actsmith-bench-harness-") as tmp:
+        repo = make_repository(Path(tmp) / "repo", files)
+        work = Path(tmp) / "work"
+        work.mkdir()
+        step_ms = [ms for _ in range(runs) for ms in harness_run(repo, work, steps).step_ms]
+        start_s, warm_start_s = [], []
+        for _ in range(starts):  # interleaved, so drift on the machine hits both alike
+            start_s.append(harness_run(repo, work, 1).start_s)
+            warm_start_s.append(harness_run(repo, work, 1, warm=True).start_s)
+        return HarnessFigures(step_ms, start_s, warm_start_s)
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
 def p50(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def p90(values: list[float]) -> float:
+    return sorted(values)[int(len(values) * 0.9)]
 
 
 def main() -> None:
@@ -75,6 +210,10 @@ def main() -> None:
     parser.add_argument("--actions", type=int, default=300)
     parser.add_argument("--execs", type=int, default=40)
     parser.add_argument("--starts", type=int, default=7)
+    parser.add_argument("--restarts", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=50, help="trivial actions per replayed run")
+    parser.add_argument("--runs", type=int, default=3, help="replayed runs")
+    parser.add_argument("--files", type=int, default=1000, help="files in the replayed run's repository")
     args = parser.parse_args()
 
     client = docker_client()
@@ -84,12 +223,15 @@ def main() -> None:
         starts = cold_starts(client, image, repo, args.starts)
         with DockerSandbox(client, image, repo) as sandbox:
             actions = action_round_trips(sandbox, args.actions)
+            restart_ms = restarts(sandbox, args.restarts)
     execs = exec_round_trips(client, image, ["python3", "-c", "print(1)"], args.execs)
     exec_true = exec_round_trips(client, image, ["true"], args.execs)
+    harness = harness_figures(args.steps, args.files, args.runs, args.starts)
+    steps = harness.step_ms
 
     print(f"image                      {image}")
     print(
-        f"action round trip          p50 {p50(actions):8.2f} ms   p90 {sorted(actions)[int(len(actions) * 0.9)]:8.2f} ms   (n={len(actions)})"
+        f"action round trip          p50 {p50(actions):8.2f} ms   p90 {p90(actions):8.2f} ms   (n={len(actions)})"
     )
     print(f"docker exec python3 -c     p50 {p50(execs):8.2f} ms   (n={len(execs)})")
     print(f"docker exec true           p50 {p50(exec_true):8.2f} ms   (n={len(exec_true)})")
@@ -97,10 +239,23 @@ def main() -> None:
         f"cold start to ready kernel p50 {p50(starts):8.3f} s    min {min(starts):.3f} s   (n={len(starts)})"
     )
     print(
+        f"interpreter restart        p50 {p50(restart_ms):8.2f} ms   max {max(restart_ms):.2f} ms   (n={len(restart_ms)})"
+    )
+    print(
+        f"harness step, {args.files} files  p50 {p50(steps):8.2f} ms   p90 {p90(steps):8.2f} ms   "
+        f"(n={len(steps)}, model time excluded)"
+    )
+    print(f"run start to 1st model call p50 {p50(harness.start_s):7.3f} s    (n={len(harness.start_s)})")
+    print(
+        f"  same, sandbox pre-started p50 {p50(harness.warm_start_s):7.3f} s    "
+        f"(the most a warm pool could give; n={len(harness.warm_start_s)})"
+    )
+    print(
         f"ratio exec/action          {p50(execs) / p50(actions):8.1f}x   (exec true/action {p50(exec_true) / p50(actions):.1f}x)"
     )
     print(
-        f"action_p50_ms={p50(actions):.2f} docker_exec_p50_ms={p50(execs):.2f} cold_start_s={p50(starts):.3f}"
+        f"action_p50_ms={p50(actions):.2f} docker_exec_p50_ms={p50(execs):.2f} cold_start_s={p50(starts):.3f} "
+        f"restart_p50_ms={p50(restart_ms):.2f} step_p50_ms={p50(steps):.2f}"
     )
 
 

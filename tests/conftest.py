@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent_cli.sandbox.docker_sandbox import LABEL as SANDBOX_LABEL
+from agent_cli.sandbox.docker_sandbox import LABEL as SANDBOX_LABEL  # noqa: F401 (tests import it from here)
 from agent_cli.trajectory import read_trajectory
 
 
@@ -115,22 +116,28 @@ def run_agent(repo, tmp_path, sandbox_image):
     return run
 
 
+# DockerSandbox objects a test module keeps open across its tests (see test_adversarial.py).
+SHARED_SANDBOXES: list = []
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_containers(request):
     """Every test that touched Docker must leave no sandbox container behind."""
     yield
     if "sandbox_image" not in request.fixturenames and "docker_client" not in request.fixturenames:
         return
-    from agent_cli.sandbox.docker_sandbox import OWNER_LABEL, owner_is_alive, owner_token
-    from agent_cli.sandbox.docker_sandbox import docker_client as connect
+    from docker.errors import APIError
 
-    me = owner_token()
-    # Containers of another live process (a second test session) are not ours to judge.
+    from agent_cli.sandbox.docker_sandbox import docker_client as connect
+    from agent_cli.sandbox.docker_sandbox import owner_token, sandbox_containers
+
+    client, me, shared = connect(), owner_token(), {box.container for box in SHARED_SANDBOXES}
+    # Containers of another live process (a second test session) are not ours to judge, nor is the
+    # container a test module shares between its tests (it is closed at the module's end).
     leftovers = [
-        c
-        for c in connect().containers.list(all=True, filters={"label": SANDBOX_LABEL})
-        if c.labels.get(OWNER_LABEL) == me or not owner_is_alive(c.labels.get(OWNER_LABEL, ""))
+        c for c in sandbox_containers(client) if c.id not in shared and (c.owner == me or c.orphaned)
     ]
     for container in leftovers:
-        container.remove(force=True)
+        with contextlib.suppress(APIError):  # it may be removing itself
+            client.api.remove_container(container.id, force=True)
     assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"

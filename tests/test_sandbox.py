@@ -9,7 +9,9 @@ import time
 
 import pytest
 
+from agent_cli.errors import UsageError
 from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL, DockerSandbox, SandboxLimits, sweep_leftovers
+from agent_cli.settings import load_settings
 
 pytestmark = pytest.mark.docker
 
@@ -202,3 +204,21 @@ def test_an_interpreter_that_dies_between_actions_is_replaced_and_the_model_told
     obs = sandbox.run("print('x' in globals())", 10)
     assert obs.restarted and "exited with code 7" in obs.restart_reason
     assert obs.stdout == "False\n"
+
+
+def test_a_cpu_limit_above_the_hosts_count_means_all_of_its_cpus(docker_client, sandbox_image, tmp_path):
+    with DockerSandbox(docker_client, sandbox_image, tmp_path, SandboxLimits(cpus=512)) as box:
+        obs = box.run(
+            "import os\nv1 = '/sys/fs/cgroup/cpu/cpu.cfs_quota_us'\n"
+            "int((open(v1) if os.path.exists(v1) else open('/sys/fs/cgroup/cpu.max')).read().split()[0])",
+            10,
+        )
+    assert int(obs.value) == docker_client.info()["NCPU"] * 100_000
+
+
+@pytest.mark.parametrize("key, value", [("memory", '"1000g"'), ("cpus", "64"), ("pids", "1000000")])
+def test_a_repository_cannot_raise_the_sandbox_limits(tmp_path, monkeypatch, key, value):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-user-config"))
+    (tmp_path / ".actsmith.toml").write_text(f"{key} = {value}\n")
+    with pytest.raises(UsageError, match=f"{key} cannot be set by a repository"):
+        load_settings(tmp_path, {}, environ={})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent_cli.errors import EnvironmentProblem
+from agent_cli.errors import EnvironmentProblem, UsageError
 from agent_cli.sandbox import Observation
 
 if TYPE_CHECKING:
@@ -30,13 +31,38 @@ READY_TIMEOUT_S = 60.0
 HOST_SLACK_S = 15.0
 
 
-@dataclass
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmg]?)b?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+MIN_MEMORY = 64 << 20  # the supervisor, the interpreter and a test run need some room
+MIN_PIDS = 32
+
+
+@dataclass(frozen=True)
 class SandboxLimits:
-    memory: str = "2g"
+    """Resource limits of one sandbox; invalid values fail here, as one line, before anything starts."""
+
+    memory: str = "4g"
     cpus: float = 2.0
-    pids: int = 512
+    pids: int = 1024
     network: bool = False
     max_output_chars: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes < MIN_MEMORY:
+            raise UsageError(f"memory = {self.memory!r} is too small: the sandbox needs at least 64m")
+        if not 0 < self.cpus <= 1024:
+            raise UsageError(f"cpus = {self.cpus:g}: expected a number of CPUs above 0, such as 0.5 or 2")
+        if self.pids < MIN_PIDS:
+            raise UsageError(
+                f"pids = {self.pids}: the sandbox needs a limit of at least {MIN_PIDS} processes"
+            )
+
+    @property
+    def memory_bytes(self) -> int:
+        match = _SIZE.fullmatch(str(self.memory).strip())
+        if not match:
+            raise UsageError(f"memory = {self.memory!r}: expected a size such as 512m or 4g (units k, m, g)")
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
 def docker_client() -> docker.DockerClient:
@@ -81,17 +107,42 @@ def owner_is_alive(token: str) -> bool:
     return _process_start_time(pid) == started
 
 
+@dataclass(frozen=True)
+class SandboxContainer:
+    id: str
+    name: str
+    owner: str  # owner_token() of the actsmith process that started it
+
+    @property
+    def orphaned(self) -> bool:
+        return not owner_is_alive(self.owner)
+
+
+def sandbox_containers(client: docker.DockerClient) -> list[SandboxContainer]:
+    """Every sandbox container, from one listing call: the SDK's containers.list() inspects each one
+    in turn and fails when a container removes itself (auto-remove) in between."""
+    return [
+        SandboxContainer(
+            summary["Id"],
+            (summary.get("Names") or ["/" + summary["Id"][:12]])[0].lstrip("/"),
+            (summary.get("Labels") or {}).get(OWNER_LABEL, ""),
+        )
+        for summary in client.api.containers(all=True, filters={"label": LABEL})
+    ]
+
+
 def sweep_leftovers(client: docker.DockerClient, *, everything: bool = False) -> list[str]:
     """Remove sandbox containers whose owning actsmith process is gone (or all of them)."""
+    from docker.errors import APIError
+
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        token = container.labels.get(OWNER_LABEL, "")
-        if everything or not owner_is_alive(token):
+    for container in sandbox_containers(client):
+        if everything or container.orphaned:
             try:
-                container.remove(force=True)
-                removed.append(container.name)
-            except Exception:  # already gone (auto-remove raced us)
-                pass
+                client.api.remove_container(container.id, force=True)
+            except APIError:  # already gone, or being removed (auto-remove raced us)
+                continue
+            removed.append(container.name)
     return removed
 
 
@@ -206,6 +257,18 @@ class DockerSandbox:
             )
 
     def _create_container(self) -> str:
+        from docker.errors import APIError
+
+        try:
+            return self._create(self.limits.cpus)
+        except APIError as error:
+            if "Range of CPUs" not in str(error.explanation):
+                raise
+        # The daemon refuses a CPU limit above its CPU count; "at most 2 CPUs" on a 1-CPU host
+        # means all of them, so the default works everywhere.
+        return self._create(float(self.client.info()["NCPU"]))
+
+    def _create(self, cpus: float) -> str:
         """Create the container through the low-level API, which lets us set StdinOnce."""
         api = self.client.api
         stat = self.repo.stat()
@@ -215,9 +278,9 @@ class DockerSandbox:
             network_mode="bridge" if limits.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            mem_limit=limits.memory,
-            memswap_limit=limits.memory,
-            nano_cpus=int(limits.cpus * 1e9),
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,  # no swap on top: the limit is the limit
+            nano_cpus=int(cpus * 1e9),
             pids_limit=limits.pids,
             init=True,  # reaps the zombies an action's background processes leave
             auto_remove=True,
@@ -261,7 +324,8 @@ class DockerSandbox:
             self.channel.send(request)
             reply = self._await_reply(self.next_id, started + timeout + HOST_SLACK_S)
         except (ConnectionError, OSError):
-            return self._replace_container("the sandbox exited", started, timed_out=False)
+            reason = "the sandbox container stopped (its supervisor was killed or the container removed)"
+            return self._replace_container(reason, started, timed_out=False)
         if reply is None:
             return self._replace_container("the sandbox stopped responding", started, timed_out=True)
         return observation_from_reply(reply)

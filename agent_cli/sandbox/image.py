@@ -132,6 +132,45 @@ def ensure_image(
     return tag
 
 
+@dataclass(frozen=True)
+class ImagePlan:
+    """Whether the sandbox image is present, and if not, how the first run will get it."""
+
+    tag: str
+    present: bool
+    how: str
+
+
+def plan_image(client: docker.DockerClient, base: str = DEFAULT_BASE) -> ImagePlan:
+    """What `ensure_image` would do, without doing it; EnvironmentProblem (naming the fix) when the
+    image can be neither found nor built. The registry is asked for metadata only, nothing is pulled."""
+    tag = image_tag(base)
+    if _image_exists(client, tag):
+        return ImagePlan(tag, True, "present")
+    if _image_exists(client, base):
+        how = f"the first run builds it on {base}, present locally (seconds)"
+    elif _image_exists(client, offline_base_tag()):
+        how = f"the first run builds it on the offline base {offline_base_tag()}, present locally (seconds)"
+    elif _in_registry(client, base):
+        how = f"the first run pulls {base} and builds on it"
+    else:
+        _require_debootstrap()
+        how = "no registry is reachable: the first run builds a base from Debian packages (about a minute)"
+    return ImagePlan(tag, False, how)
+
+
+def _in_registry(client: docker.DockerClient, base: str) -> bool:
+    from docker.errors import APIError, NotFound
+
+    try:
+        client.images.get_registry_data(base)
+    except NotFound as exc:
+        raise EnvironmentProblem(f"base image {base!r} does not exist in its registry") from exc
+    except APIError:
+        return False
+    return True
+
+
 def _image_exists(client: docker.DockerClient, ref: str) -> bool:
     from docker.errors import ImageNotFound
 

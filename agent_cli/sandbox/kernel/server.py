@@ -18,13 +18,15 @@ import sys
 import time
 import uuid
 
-from common import MIN_KEEP, cut_middle, with_cut_note
+from common import MIN_KEEP, cut_middle, decode_output, with_cut_note
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "worker.py")
 INTERRUPT_GRACE_S = 2.0
 OUTPUT_SETTLE_S = 1.0
 DEFAULT_MAX_OUTPUT = 10000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ESCAPED_NOTE = "\n[control characters or bytes that are not UTF-8 are shown as \\xNN escapes]"
 
 
 class HeadTail:
@@ -61,17 +63,35 @@ class HeadTail:
         self.total -= len(marker)
 
     def text(self, max_chars):
-        """Decoded output within `max_chars`, cut in the middle with a note saying how much was cut."""
+        """Output as safe text within `max_chars`, cut in the middle with a note saying how much was
+        cut, and whether control characters or undecodable bytes had to be escaped."""
         tail_start = self.total - len(self.tail)
         if tail_start <= len(self.head):
-            return cut_middle(
-                (self.head + self.tail[len(self.head) - tail_start :]).decode("utf-8", "replace"), max_chars
-            )
+            whole, escaped = decode_output(bytes(self.head + self.tail[len(self.head) - tail_start :]))
+            return cut_middle(whole, max_chars) + (escaped > 0,)
         half = max(max_chars // 2, 1)
-        head = self.head.decode("utf-8", "replace")
-        tail = self.tail.decode("utf-8", "replace")
+        head, head_escaped = decode_output(whole_chars_at_end(bytes(self.head)))
+        tail, tail_escaped = decode_output(whole_chars_at_start(bytes(self.tail)))
         cut = tail_start - len(self.head) + max(len(head) - half, 0) + max(len(tail) - half, 0)
-        return with_cut_note(head[:half], tail[-half:], cut)
+        return with_cut_note(head[:half], tail[-half:], cut) + (head_escaped + tail_escaped > 0,)
+
+
+def whole_chars_at_end(data):
+    """`data` without a UTF-8 character cut in two at its end (where the head of a stream was cut)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # the lead byte of the last character
+            length = 4 if byte >= 0xF0 else 3 if byte >= 0xE0 else 2 if byte >= 0xC0 else 1
+            return data[:-back] if length > back else data
+    return data
+
+
+def whole_chars_at_start(data):
+    """`data` without the continuation bytes of a character whose start was cut off."""
+    skip = 0
+    while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+        skip += 1
+    return data[skip:]
 
 
 class Worker:
@@ -142,23 +162,113 @@ class Worker:
             pass
 
 
+def in_sandbox():
+    """Killing processes by the container-wide rules below is only safe inside our own container."""
+    return os.environ.get("ACTSMITH_SANDBOX") == "1"
+
+
 def kill_strays():
     """In our container, kill every process but init and us: whatever a dead worker started
-    (servers, sh() jobs in their own sessions) must not outlive it. Never outside a sandbox."""
-    if os.environ.get("ACTSMITH_SANDBOX") != "1":
+    (servers, sh() jobs in their own sessions, a fork bomb) must not outlive it. kill(-1) signals
+    them all at once, so nothing can fork its way past us."""
+    if not in_sandbox():
         return
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) not in (1, os.getpid()):
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-            except OSError:
-                pass
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
     while True:  # reap what we can; init reaps the rest
         try:
             if os.waitpid(-1, os.WNOHANG) == (0, 0):
                 break
         except ChildProcessError:
             break
+
+
+def boot_ticks():
+    """Now, in the clock ticks since boot that /proc/<pid>/stat gives process start times in."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS)
+
+
+def living_processes_started_since(ticks, spare):
+    """(pid, start time) of every process but `spare` started at or after `ticks` and not yet dead."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in spare:
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in "ZX" and int(fields[19]) >= ticks:
+            found.append((int(entry), fields[19]))
+    return found
+
+
+def kill_processes_started_since(ticks, spare):
+    """Kill every process but `spare` started since `ticks`: what an interrupted action left behind (a
+    fork bomb, a hung child). A process with SIGKILL pending cannot complete a fork, so each round
+    finds the children made before their parent was killed, until a round finds none. Returns pids."""
+    if not in_sandbox():
+        return []
+    killed = set()
+    while True:
+        found = [process for process in living_processes_started_since(ticks, spare) if process not in killed]
+        if not found:
+            return sorted(pid for pid, _ in killed)
+        for pid, _ in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        killed.update(found)
+
+
+def read_cgroup_value(paths, key=None):
+    """The first readable value among cgroup v2 and v1 files: a one-value file, or the `key` line's."""
+    for path in paths:
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.strip().rpartition(" ")
+                    if key is None or name == key:
+                        return value
+        except OSError:
+            continue
+    return None
+
+
+def oom_kills():
+    """How many processes the kernel's out-of-memory killer has killed in this container so far."""
+    value = read_cgroup_value(
+        ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"), key="oom_kill"
+    )
+    return int(value) if value and value.isdigit() else None
+
+
+def memory_limit_text():
+    value = read_cgroup_value(("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+    if not value or not value.isdigit() or int(value) >= 1 << 60:
+        return "the sandbox's memory limit"
+    mib = int(value) / (1 << 20)
+    return "the sandbox's memory limit (%s)" % (
+        "%g GiB" % round(mib / 1024, 1) if mib >= 1024 else "%d MiB" % mib
+    )
+
+
+class OomWatch:
+    """Tells a kill by the out-of-memory killer from any other SIGKILL, by its counter in the cgroup."""
+
+    def __init__(self):
+        self.seen = oom_kills()
+
+    def fired(self):
+        """Whether the OOM killer struck since the last call."""
+        now = oom_kills()
+        fired = now is not None and self.seen is not None and now > self.seen
+        self.seen = now
+        return fired
 
 
 def wait_for_exit(proc):
@@ -168,7 +278,11 @@ def wait_for_exit(proc):
         return None
 
 
-def describe_exit(code):
+def describe_exit(code, out_of_memory=False):
+    if out_of_memory:
+        return "the interpreter was killed by the out-of-memory killer: the action went past %s" % (
+            memory_limit_text()
+        )
     if code is None:
         return "the interpreter stopped responding"
     if code < 0:
@@ -176,15 +290,38 @@ def describe_exit(code):
             name = signal.Signals(-code).name
         except ValueError:
             name = "signal %d" % -code
-        hint = " (likely out of memory)" if name == "SIGKILL" else ""
-        return "the interpreter was killed by %s%s" % (name, hint)
+        return "the interpreter was killed by %s" % name
     return "the interpreter exited with code %d" % code
+
+
+class Action:
+    """One action in flight: its request, the output collected so far, and how it is ending."""
+
+    def __init__(self, message, worker):
+        self.id = message.get("id")
+        self.max_output = int(message.get("max_output") or DEFAULT_MAX_OUTPUT)
+        self.started = time.monotonic()
+        self.deadline = self.started + float(message.get("timeout") or 60)
+        self.started_ticks = boot_ticks()
+        self.marker = ("\x00actsmith-end-%s\x00" % uuid.uuid4().hex).encode()
+        self.out, self.err = HeadTail(self.max_output), HeadTail(self.max_output)
+        self.worker = worker
+        self.streams = {worker.proc.stdout.fileno(): self.out, worker.proc.stderr.fileno(): self.err}
+        self.result = None
+        self.timed_out = False
+        self.interrupted_at = None
+        self.reason = None  # why the worker must be replaced
+
+    def request(self, code, reap):
+        return {"code": code, "marker": self.marker.decode(), "max_output": self.max_output, "reap": reap}
 
 
 class Supervisor:
     def __init__(self, out):
         self.out = out
         self.worker = Worker()
+        self.oom = OomWatch()
+        self.reap = []  # pids the worker should reap: its children we killed after an interrupt
         self.host_buf = b""
         self.host_eof = False
         self.stdin_fd = sys.stdin.fileno()
@@ -197,6 +334,7 @@ class Supervisor:
     def restart_worker(self):
         self.worker.kill()
         kill_strays()
+        self.reap = []
         self.worker = Worker()
 
     def read_host_messages(self):
@@ -238,105 +376,122 @@ class Supervisor:
             # An interrupt that arrives between actions has nothing to stop.
 
     def run_action(self, message, pending):
-        max_output = int(message.get("max_output") or DEFAULT_MAX_OUTPUT)
-        timeout = float(message.get("timeout") or 60)
-        nonce = uuid.uuid4().hex
-        marker = ("\x00actsmith-end-%s\x00" % nonce).encode()
-        out, err = HeadTail(max_output), HeadTail(max_output)
-        started = time.monotonic()
-        request = {"code": message["code"], "marker": marker.decode(), "max_output": max_output}
         lost = self.ensure_worker_alive()
-        worker = self.worker
+        action = Action(message, self.worker)
         try:
-            worker.req.write(json.dumps(request) + "\n")
+            self.worker.req.write(json.dumps(action.request(message["code"], self.reap)) + "\n")
         except BrokenPipeError:
-            lost = describe_exit(wait_for_exit(worker.proc)) + " before the action started"
+            lost = (
+                describe_exit(wait_for_exit(self.worker.proc), self.oom.fired())
+                + " before the action started"
+            )
             self.restart_worker()
-            worker = self.worker
-            worker.req.write(json.dumps(request) + "\n")
+            action = Action(message, self.worker)
+            self.worker.req.write(json.dumps(action.request(message["code"], [])) + "\n")
+        self.reap = []
+        self.collect(action, pending)
+        notes = self.settle(action)
+        restarted = action.reason is not None or lost is not None
+        return self.reply(action, restarted, action.reason or lost, notes)
 
-        streams = {worker.proc.stdout.fileno(): out, worker.proc.stderr.fileno(): err}
+    def collect(self, action, pending):
+        """Gather the action's output until the worker answers, dies, or ignores an interrupt."""
+        worker = action.worker
         sel = selectors.DefaultSelector()
-        for fd in streams:
+        for fd in action.streams:
             sel.register(fd, selectors.EVENT_READ)
         sel.register(worker.resp_fd, selectors.EVENT_READ)
         sel.register(self.stdin_fd, selectors.EVENT_READ)
-
-        result, timed_out, interrupted_at, reason = None, False, None, None
-        deadline = started + timeout
-        while result is None and reason is None:
+        while action.result is None and action.reason is None:
             now = time.monotonic()
-            if interrupted_at is None and now >= deadline:
-                timed_out = True
-                interrupted_at = self.interrupt_worker(now)
-            if interrupted_at is not None and now >= interrupted_at + INTERRUPT_GRACE_S:
-                reason = "it did not stop after an interrupt"
+            if action.interrupted_at is None and now >= action.deadline:
+                action.timed_out = True
+                action.interrupted_at = self.interrupt_worker(now)
+            if action.interrupted_at is not None and now >= action.interrupted_at + INTERRUPT_GRACE_S:
+                action.reason = "it did not stop after an interrupt"
                 break
-            wait_until = interrupted_at + INTERRUPT_GRACE_S if interrupted_at else deadline
+            wait_until = (
+                action.interrupted_at + INTERRUPT_GRACE_S if action.interrupted_at else action.deadline
+            )
             for key, _ in sel.select(max(wait_until - now, 0.001)):
-                fd = key.fd
-                if fd == self.stdin_fd:
-                    for msg in self.read_host_messages():
-                        if msg.get("op") == "interrupt" and interrupted_at is None:
-                            interrupted_at = self.interrupt_worker(time.monotonic())
-                        else:
-                            pending.append(msg)
-                    if self.host_eof:
-                        sel.unregister(fd)
-                elif fd == worker.resp_fd:
-                    result = worker.read_message(timeout=10.0)
-                    if result is None:
-                        reason = describe_exit(wait_for_exit(worker.proc))
-                        sel.unregister(fd)
-                else:
-                    chunk = self.read_chunk(fd)
-                    if chunk:
-                        streams[fd].add(chunk)
-                    elif chunk == b"":
-                        streams[fd].eof = True
-                        sel.unregister(fd)
+                self.on_ready(key.fd, action, sel, pending)
         sel.close()
 
-        restarted = False
-        if result is None:
-            self.drain(streams, marker=None)
-            result = {}
+    def on_ready(self, fd, action, sel, pending):
+        worker = action.worker
+        if fd == self.stdin_fd:
+            for msg in self.read_host_messages():
+                if msg.get("op") == "interrupt" and action.interrupted_at is None:
+                    action.interrupted_at = self.interrupt_worker(time.monotonic())
+                else:
+                    pending.append(msg)
+            if self.host_eof:
+                sel.unregister(fd)
+        elif fd == worker.resp_fd:
+            action.result = worker.read_message(timeout=10.0)
+            if action.result is None:
+                action.reason = describe_exit(wait_for_exit(worker.proc), self.oom.fired())
+                sel.unregister(fd)
         else:
-            self.drain(streams, marker=marker)
-            if any(buf.eof for buf in streams.values()):
-                reason = "the action closed the interpreter's stdout or stderr"
-        if reason is not None:
-            self.restart_worker()
-            restarted = True
-        elif lost is not None:
-            reason, restarted = lost, True
+            chunk = self.read_chunk(fd)
+            if chunk:
+                action.streams[fd].add(chunk)
+            elif chunk == b"":
+                action.streams[fd].eof = True
+                sel.unregister(fd)
 
-        stdout, cut_out = out.text(max_output)
-        stderr, cut_err = err.text(max_output)
-        reply = {
-            "id": message.get("id"),
+    def settle(self, action):
+        """After the worker answered or gave up: collect the rest of the output, clean up what an
+        interrupted action left running, replace a broken worker. Returns notes for the model."""
+        notes = []
+        if action.result is None:
+            self.drain(action.streams, marker=None)
+            action.result = {}
+        else:
+            self.drain(action.streams, marker=action.marker)
+            if any(buf.eof for buf in action.streams.values()):
+                action.reason = "the action closed the interpreter's stdout or stderr"
+        if action.reason is not None:
+            self.restart_worker()
+        elif action.interrupted_at is not None:
+            spare = (1, os.getpid(), self.worker.proc.pid)
+            self.reap = kill_processes_started_since(action.started_ticks, spare)
+            if self.reap:
+                notes.append("[%d processes the action started were killed with it]" % len(self.reap))
+        if self.oom.fired():
+            notes.append(
+                "[a process was killed by the out-of-memory killer: it went past %s]" % memory_limit_text()
+            )
+        return notes
+
+    def reply(self, action, restarted, reason, notes):
+        stdout, cut_out, escaped_out = action.out.text(action.max_output)
+        stderr, cut_err, escaped_err = action.err.text(action.max_output)
+        result = action.result
+        return {
+            "id": action.id,
             "ok": True,
-            "stdout": stdout,
-            "stderr": stderr,
+            "stdout": stdout + (ESCAPED_NOTE if escaped_out else ""),
+            "stderr": "\n".join(filter(None, [stderr + (ESCAPED_NOTE if escaped_err else ""), *notes])),
             "value": result.get("value"),
             "error": result.get("error"),
             "finished": result.get("finished"),
-            "timed_out": timed_out,
-            "interrupted": interrupted_at is not None,
+            "timed_out": action.timed_out,
+            "interrupted": action.interrupted_at is not None,
             "restarted": restarted,
             "restart_reason": reason if restarted else None,
             "truncated_chars": cut_out + cut_err + int(result.get("truncated_chars") or 0),
-            "duration_s": round(time.monotonic() - started, 4),
+            "duration_s": round(time.monotonic() - action.started, 4),
         }
-        return reply
 
     def ensure_worker_alive(self):
         """Replace a worker that died between actions; say why, since its variables are gone."""
         code = self.worker.proc.poll()
         if code is None:
             return None
+        reason = describe_exit(code, self.oom.fired()) + " after the previous action"
         self.restart_worker()
-        return describe_exit(code) + " after the previous action"
+        return reason
 
     def interrupt_worker(self, now):
         try:

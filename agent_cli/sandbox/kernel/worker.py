@@ -13,7 +13,7 @@ import signal
 import sys
 import traceback
 
-from common import cut_middle
+from common import cut_middle, escape_unshowable
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -61,7 +61,7 @@ class Kernel:
         reply = {"value": None, "error": None, "finished": None, "truncated_chars": 0}
 
         def capped(key, text):
-            reply[key], cut = cut_middle(text, max_output)
+            reply[key], cut = cut_middle(escape_unshowable(text)[0], max_output)
             reply["truncated_chars"] += cut
 
         try:
@@ -81,13 +81,37 @@ class Kernel:
         return reply
 
 
-def flush_with_marker(marker):
-    """Flush our streams, then write the marker the supervisor waits for on each pipe."""
-    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+class StdStreams:
+    """The interpreter's own sys.stdout and sys.stderr. An action may close or replace them; after it,
+    they are put back (reopened on the same pipes if closed), so the next action's output is seen."""
+
+    def __init__(self):
+        self.out, self.err = sys.stdout, sys.stderr
+
+    def restore(self):
+        if self.out.closed:
+            self.out = reopen(1)
+        if self.err.closed:
+            self.err = reopen(2)
+        sys.stdout, sys.stderr = self.out, self.err
+
+
+def reopen(fd):
+    return os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+
+
+def flush_streams():
+    for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:
+        except Exception:  # an action may have closed or replaced them
             pass
+
+
+def flush_with_marker(marker):
+    """Flush our streams, then write the marker the supervisor waits for on each pipe."""
+    flush_streams()
+    for fd in (1, 2):
         try:
             os.write(fd, marker.encode())
         except OSError:
@@ -105,25 +129,72 @@ def load_kernel_modules():
     return helpers
 
 
+def volunteer_for_oom_killer():
+    """Make us (and whatever an action starts) the out-of-memory killer's first choice, so a memory
+    bomb kills this interpreter, never the supervisor. Raising the score needs no privilege."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+
+
+def detach_forks_from(resp_fd):
+    """A process an action forks must not hold our reply pipe: the supervisor learns that we died
+    from that pipe's end of file. /dev/null takes its place, so the number is never reused."""
+
+    def in_child():
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, resp_fd, inheritable=False)
+        os.close(devnull)
+
+    os.register_at_fork(after_in_child=in_child)
+
+
+def reap(pids):
+    """Collect our children that the supervisor killed after an interrupt: zombies count against the
+    container's pids limit. They were sent SIGKILL, so waiting for them is short."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not ours: init reaps it
+            pass
+
+
+def run_request(kernel, request):
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        return kernel.run(request["code"], int(request.get("max_output") or 10000))
+    except KeyboardInterrupt:
+        return {"error": "KeyboardInterrupt: the action was interrupted"}
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main():
     req_fd, resp_fd = (int(x) for x in os.environ.pop("ACTSMITH_CONTROL_FDS").split(","))
     os.set_inheritable(req_fd, False)
     os.set_inheritable(resp_fd, False)
     requests = os.fdopen(req_fd, "r")
     replies = os.fdopen(resp_fd, "w", buffering=1)
+    volunteer_for_oom_killer()
+    detach_forks_from(resp_fd)
     kernel = Kernel(load_kernel_modules())
+    streams = StdStreams()
+    me = os.getpid()
     replies.write(json.dumps({"event": "ready"}) + "\n")
     # SIGINT is how the supervisor stops a running action; between actions it must not kill us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for line in requests:
         request = json.loads(line)
-        try:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            reply = kernel.run(request["code"], int(request.get("max_output") or 10000))
-        except KeyboardInterrupt:
-            reply = {"error": "KeyboardInterrupt: the action was interrupted"}
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        reap(request.get("reap") or ())
+        reply = run_request(kernel, request)
+        streams.restore()
+        if os.getpid() != me:
+            # A process the action forked (os.fork() with no exit in the child) got here: only the
+            # interpreter itself may answer, or the next action would read this one's reply.
+            flush_streams()
+            os._exit(0)
         flush_with_marker(request["marker"])
         replies.write(json.dumps(reply) + "\n")
 
