@@ -1,0 +1,460 @@
+"""The test-runner agent: a baseline before the first edit, a report on run_tests(), a gate on finish().
+
+The baseline runs in a thread, beside the first model call, on a copy of the repository as it was
+before the run (unpacked inside the container from the pre-run checkpoint tree), so the model's first
+edits cannot race it. Every later run is of the live repository, when the model asks (run_tests()) or
+finishes; tests that blocked last time run first, then the whole suite once they pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
+
+from agent_cli.errors import ActsmithError
+from agent_cli.model import Model, Usage
+from agent_cli.sandbox import Observation
+from agent_cli.sandbox.docker_sandbox import WORKSPACE
+from agent_cli.templates import render
+from agent_cli.testing.compare import Comparison, compare
+from agent_cli.testing.detect import TestCommand, kind_of
+from agent_cli.testing.execute import BASELINE_DIR, REPORTS_DIR, Executor, Job
+from agent_cli.testing.parsers import clean, interrupted_at, parse_results
+from agent_cli.testing.results import SuiteRun
+
+if TYPE_CHECKING:
+    from agent_cli.trajectory import Trajectory
+
+# helpers.run_tests() in the kernel ends the action through finish() with this prefix and its arguments.
+REQUEST_PREFIX = "[actsmith:run_tests]"
+LONG_OUTPUT_CHARS = 4_000  # raw output longer than this is condensed by the summary model
+SUMMARY_INPUT_CHARS = 30_000
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class TestRequest:
+    """A run_tests() call: the command the model named (None: the project's) and its timeout."""
+
+    __test__ = False
+
+    command: str | None = None
+    timeout: float | None = None
+
+
+def split_test_request(observation: Observation) -> tuple[Observation, TestRequest | None]:
+    """Take a run_tests() request out of an observation: it came through the finish() channel."""
+    finished = observation.finished
+    if finished is None or not finished.startswith(REQUEST_PREFIX):
+        return observation, None
+    try:
+        arguments = json.loads(finished[len(REQUEST_PREFIX) :])
+    except ValueError:
+        arguments = {}
+    command = arguments.get("cmd") if isinstance(arguments, dict) else None
+    timeout = arguments.get("timeout") if isinstance(arguments, dict) else None
+    request = TestRequest(
+        command if isinstance(command, str) and command.strip() else None,
+        float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None,
+    )
+    return replace(observation, finished=None), request
+
+
+def unavailable_report() -> str:
+    """The report when the agent runs without a test runner (a library caller left it out)."""
+    return render("test_report", **report_context(None, "run_tests", available=False))
+
+
+@dataclass
+class TestVerdict:
+    """What the tests say after run_tests() or finish(): the report for the model, and the gate."""
+
+    __test__ = False
+
+    report: str
+    passed: bool = True  # finish() may end the run
+    final: bool = False  # the rounds ran out: the run ends here with exit 1
+    message: str = ""
+    usage: Usage = field(default_factory=Usage)
+
+
+class TestRunner(Protocol):
+    """The agent loop's view of the tests."""
+
+    def status(self) -> str | None:
+        """A line or two for the state block the model sees every turn (None: nothing to say)."""
+        ...
+
+    def check(self, step: int, request: TestRequest, time_left: float) -> TestVerdict:
+        """Run the tests because the model called run_tests()."""
+        ...
+
+    def gate(self, step: int, time_left: float) -> TestVerdict:
+        """Run the tests because the model called finish(); `passed` says whether the run may end."""
+        ...
+
+
+@dataclass(frozen=True)
+class TestsSummary:
+    """The test outcome for the run's final summary."""
+
+    __test__ = False
+
+    state: str  # passed | failed | unchecked | off | none
+    text: str
+
+
+@dataclass
+class Summariser:
+    """A model role that condenses long raw test output into a diagnosis (prompts/test_summary.md)."""
+
+    model: Model
+    trajectory: Trajectory | None = None
+
+    def diagnose(self, run: SuiteRun) -> tuple[str | None, Usage]:
+        output = run.output
+        if len(output) > SUMMARY_INPUT_CHARS:
+            output = (
+                output[: SUMMARY_INPUT_CHARS // 5] + "\n[...]\n" + output[-SUMMARY_INPUT_CHARS * 4 // 5 :]
+            )
+        content = render("test_summary", run=run, output=output, cut=len(output) < len(run.output))
+        messages = [{"role": "user", "content": content}]
+        try:
+            reply = self.model.complete(messages)
+        except ActsmithError:
+            return None, Usage()  # the raw output is shown instead; the run goes on
+        if self.trajectory is not None:
+            self.trajectory.event(
+                "model_call",
+                role="test_summary",
+                step=run.step,
+                messages=messages,
+                reply=reply.content,
+                usage=reply.usage,
+                latency_s=round(reply.latency_s, 3),
+            )
+        return reply.content.strip() or None, reply.usage
+
+
+def test_environment(reports: str) -> dict[str, str]:
+    """Set for every test command: any pytest inside it (even under make or npm) writes JUnit XML
+    outside the repository, with short tracebacks, and keeps going past a module that fails to import."""
+    return {
+        "PYTEST_ADDOPTS": (
+            f"--junitxml={reports}/junit.xml -o junit_family=xunit1 --tb=short --continue-on-collection-errors"
+        ),
+        "CI": "true",  # test tools stop asking questions and watching files
+        "NO_COLOR": "1",
+        "PY_COLORS": "0",
+        "CARGO_TERM_COLOR": "never",
+    }
+
+
+@dataclass
+class SuiteRunner:
+    """Runs the repository's test command in the sandbox and keeps the baseline and the latest result."""
+
+    command: TestCommand | None
+    executor: Executor
+    task: str = ""
+    gate_on: bool = True  # --no-tests: no baseline, no gate; run_tests() still works
+    max_rounds: int = 3  # reports sent back on finish() before a failing finish() ends the run
+    timeout: float = 600.0
+    snapshot: Callable[[], bytes] | None = None  # the pre-run repository as a tar, for the baseline
+    summariser: Summariser | None = None
+    trajectory: Trajectory | None = None
+    note: Callable[[str], None] = lambda line: None
+
+    def __post_init__(self) -> None:
+        self.baseline: SuiteRun | None = None
+        self.latest: Comparison | None = None
+        self.rounds = 0  # reports sent back on finish()
+        self.final = False
+        self.passed = False
+        self.blocking_ids: tuple[str, ...] = ()
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._background: SuiteRun | None = None
+        self._baseline_done = threading.Event()
+
+    # ------------------------------------------------------------------------------------ baseline
+
+    def start_baseline(self) -> None:
+        """Run the suite on the pre-run copy in a thread; the first model call does not wait for it."""
+        if not self.gate_on or self.command is None or self.snapshot is None:
+            return
+        self._thread = threading.Thread(
+            target=self._background_baseline, name="actsmith-baseline", daemon=True
+        )
+        self._thread.start()
+
+    def _background_baseline(self) -> None:
+        try:
+            self._background = self._run_baseline()
+        except Exception as error:  # reported and retried from the loop's thread, never lost silently
+            self._background = SuiteRun(
+                self._command_text(), "baseline", None, False, 0.0, "", "raw", lost=str(error)
+            )
+        finally:
+            self._baseline_done.set()
+
+    def _run_baseline(self) -> SuiteRun:
+        assert self.command is not None and self.snapshot is not None
+        return self._execute(
+            self.command.command, "baseline", 0, self.timeout, cwd=BASELINE_DIR, snapshot=self.snapshot()
+        )
+
+    def _collect_baseline(self, wait: float = 0.0) -> SuiteRun | None:
+        """The baseline once it is done, recorded from the loop's thread. With `wait`, block for it,
+        and run it again here (once) when the first attempt was lost."""
+        if self.baseline is not None or self._thread is None or not self._baseline_done.wait(wait):
+            return self.baseline
+        run = self._background
+        if run is None or run.lost is not None:
+            if not wait:
+                return None
+            self.note(
+                f"tests: the baseline run was lost ({run.lost if run else 'no result'}); running it again"
+            )
+            run = self._run_baseline()
+        self.baseline = run
+        self._record(run)
+        self.note(f"tests: before the run, {run.counts_text()} ({run.duration_s:.1f}s)")
+        return run
+
+    # --------------------------------------------------------------------------------- the seam
+
+    def status(self) -> str | None:
+        if self.command is None:
+            return None
+        baseline = self._collect_baseline()
+        lines = []
+        if self._thread is None:
+            pass  # no baseline in this run
+        elif baseline is None:
+            lines.append("- before your first edit: still running (the baseline)")
+        elif baseline.lost:
+            lines.append(f"- before your first edit: no result ({baseline.lost})")
+        else:
+            failing = ", ".join(t.id for t in baseline.failures[:3]) + (
+                ", ..." if len(baseline.failures) > 3 else ""
+            )
+            lines.append(
+                f"- before your first edit: {baseline.counts_text()}"
+                + (f" (failing: {failing})" if failing else "")
+            )
+        if self.latest is not None:
+            run = self.latest.run
+            lines.append(
+                f"- your last run, after step {run.step}: {run.counts_text()}; {self.latest.status_text()}"
+            )
+        if not lines:
+            return None
+        return "\n".join([f"`{self.command.command}`", *lines])
+
+    def check(self, step: int, request: TestRequest, time_left: float) -> TestVerdict:
+        timeout = min(self.timeout, request.timeout or math.inf, max(time_left, 1.0))
+        if request.command is not None:
+            run = self._execute(
+                request.command, "run_tests", step, timeout, kind=kind_of(request.command), scope="custom"
+            )
+        elif self.command is None:
+            return TestVerdict(
+                render("test_report", **{**report_context(None, "run_tests"), **self._gate_context()})
+            )
+        else:
+            run = self._run_suite("run_tests", step, timeout)
+        comparison = compare(run, self._baseline_for_comparison(time_left), self.task)
+        if request.command is None:
+            self._remember(comparison)
+        report, usage = self._report(comparison, "run_tests")
+        return TestVerdict(report, usage=usage)
+
+    def gate(self, step: int, time_left: float) -> TestVerdict:
+        if not self.gate_on or self.command is None:
+            return TestVerdict("")
+        run = self._run_suite("finish", step, min(self.timeout, max(time_left, 1.0)))
+        comparison = compare(run, self._baseline_for_comparison(time_left), self.task)
+        self._remember(comparison)
+        if not comparison.blocks:
+            self.passed = True
+            return TestVerdict("")
+        self.final = self.rounds >= self.max_rounds
+        if not self.final:
+            self.rounds += 1
+        report, usage = self._report(comparison, "finish")
+        message = (
+            f"the tests still fail after {_rounds(self.rounds)} of test reports: {comparison.status_text()}"
+        )
+        return TestVerdict(report, passed=False, final=self.final, message=message, usage=usage)
+
+    def summary(self) -> TestsSummary:
+        if self.command is None:
+            return TestsSummary("none", "no test command found (set test_cmd or --test-cmd)")
+        before = (
+            f"before the run: {self.baseline.counts_text()}"
+            if self.baseline and not self.baseline.lost
+            else ""
+        )
+        if not self.gate_on:
+            last = f"last run: {self.latest.run.counts_text()}" if self.latest else "not run"
+            return TestsSummary("off", f"no gate (--no-tests); {last}")
+        if self.latest is None or not (self.passed or self.final):
+            return TestsSummary(
+                "unchecked",
+                "not checked at the end (the run did not finish)" + (f"; {before}" if before else ""),
+            )
+        run = self.latest.run
+        text = run.counts_text() + (f" ({before})" if before else "") + f"; {self.latest.status_text()}"
+        if self.final:
+            return TestsSummary("failed", f"still failing after {_rounds(self.rounds)}: {text}")
+        return TestsSummary("passed", text)
+
+    def close(self) -> None:
+        """Nothing to wait for: a baseline still running ends with the sandbox's container."""
+        self.executor.close()
+
+    # ------------------------------------------------------------------------------------ runs
+
+    def _command_text(self) -> str:
+        return self.command.command if self.command else ""
+
+    def _baseline_for_comparison(self, time_left: float) -> SuiteRun | None:
+        if not self.gate_on:
+            return None
+        return self._collect_baseline(wait=max(min(time_left, self.timeout + 120.0), 1.0))
+
+    def _run_suite(self, trigger: str, step: int, timeout: float) -> SuiteRun:
+        """Tests that blocked last time first, for fast feedback; the whole suite once they pass."""
+        assert self.command is not None
+        subset = self.command.select(self.blocking_ids)
+        if subset is not None:
+            run = self._execute(subset, trigger, step, timeout, scope="failing", selected=self.blocking_ids)
+            if run.parsed and compare(run, self._collect_baseline(), self.task).blocks:
+                return run
+        return self._execute(self.command.command, trigger, step, timeout)
+
+    def _remember(self, comparison: Comparison) -> None:
+        self.latest = comparison
+        self.blocking_ids = tuple(t.id for t in comparison.blocking)
+
+    def _execute(
+        self,
+        command: str,
+        trigger: str,
+        step: int,
+        timeout: float,
+        *,
+        cwd: str = WORKSPACE,
+        snapshot: bytes | None = None,
+        kind: str | None = None,
+        scope: str = "full",
+        selected: tuple[str, ...] = (),
+    ) -> SuiteRun:
+        reports = f"{REPORTS_DIR}/{next(self._ids)}"
+        raw = self.executor.run(Job(command, timeout, reports, cwd, test_environment(reports), snapshot))
+        fmt, results = ("raw", {})
+        if raw.lost is None:
+            fmt, results = parse_results(kind or self._kind(), raw.output, raw.reports, cwd)
+        output = clean(raw.output)
+        run = SuiteRun(
+            command,
+            trigger,
+            raw.exit_code,
+            raw.timed_out,
+            raw.duration_s,
+            output,
+            fmt,
+            results,
+            selected=selected,
+            lost=raw.lost,
+            step=step,
+            scope=scope,
+            stopped_at=interrupted_at(output, cwd) if raw.timed_out else None,
+        )
+        if trigger != "baseline":
+            self._record(run)
+        return run
+
+    def _kind(self) -> str:
+        return self.command.kind if self.command else "custom"
+
+    def _record(self, run: SuiteRun) -> None:
+        if self.trajectory is None:
+            return
+        self.trajectory.event(
+            "tests_run",
+            step=run.step,
+            trigger=run.trigger,
+            command=run.command,
+            scope=run.scope,
+            exit_code=run.exit_code,
+            timed_out=run.timed_out,
+            duration_s=run.duration_s,
+            format=run.format,
+            counts=run.counts(),
+            failing=[t.id for t in run.failures],
+            lost=run.lost,
+        )
+
+    # ---------------------------------------------------------------------------------- report
+
+    def _report(self, comparison: Comparison, trigger: str) -> tuple[str, Usage]:
+        run = comparison.run
+        diagnosis, usage = None, Usage()
+        show_output = (
+            not run.parsed or not run.results or (comparison.command_problem is not None and not run.failures)
+        )
+        if show_output and run.failed and len(run.output) > LONG_OUTPUT_CHARS and self.summariser:
+            diagnosis, usage = self.summariser.diagnose(run)
+        context = report_context(comparison, trigger, show_output=show_output, diagnosis=diagnosis)
+        context.update(self._gate_context())
+        return render("test_report", **context), usage
+
+    def _gate_context(self) -> dict:
+        return {
+            "command": self.command,
+            "baseline": self.baseline if self.gate_on else None,
+            "gate_on": self.gate_on,
+            "rounds": self.rounds,
+            "max_rounds": self.max_rounds,
+            "final": self.final,
+        }
+
+
+def _rounds(count: int) -> str:
+    return f"{count} round{'s' if count != 1 else ''}"
+
+
+def report_context(
+    comparison: Comparison | None,
+    trigger: str,
+    *,
+    show_output: bool = False,
+    diagnosis: str | None = None,
+    available: bool = True,
+) -> dict:
+    """What prompts/test_report.md needs; the runner adds its own state (baseline, rounds)."""
+    run = comparison.run if comparison else None
+    lines = run.output.rstrip("\n").splitlines() if run else []
+    tail = lines[-(TAIL_LINES // 2 if diagnosis else TAIL_LINES) :] if show_output else []
+    return {
+        "available": available,
+        "trigger": trigger,
+        "command": None,
+        "cmp": comparison,
+        "run": run,
+        "baseline": None,
+        "gate_on": False,
+        "diagnosis": diagnosis,
+        "tail": "\n".join(tail),
+        "tail_cut": len(lines) - len(tail),
+        "rounds": 0,
+        "max_rounds": 0,
+        "final": False,
+    }
