@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from agent_cli.actions import ParsedReply, parse_reply
-from agent_cli.errors import EXIT_LIMIT, EXIT_OK, LimitReached, ModelStopped
+from agent_cli.errors import EXIT_LIMIT, EXIT_OK, EXIT_TESTS_FAIL, LimitReached, ModelStopped
 from agent_cli.model import Model, ModelReply, Usage
 from agent_cli.sandbox import Observation, Sandbox
 from agent_cli.templates import helper_docs, render
+from agent_cli.testing.gate import TestRequest, TestVerdict, split_test_request, unavailable_report
 from agent_cli.trajectory import Trajectory
 
 if TYPE_CHECKING:
     from agent_cli.ledger import Ledger
+    from agent_cli.repomap import RepoMap
+    from agent_cli.testing import TestRunner
 
 MAX_REPLIES_WITHOUT_ACTION = 3
 
@@ -84,6 +87,8 @@ class Agent:
     config: AgentConfig = field(default_factory=AgentConfig)
     observer: Observer = field(default_factory=SilentObserver)
     ledger: Ledger | None = None  # records each step's edits; its state is shown to the model every turn
+    repo_map: RepoMap | None = None  # refreshed for files whose definitions change
+    tests: TestRunner | None = None  # runs the tests on run_tests() and gates finish(); see testing/gate.py
 
     def __post_init__(self) -> None:
         self.messages: list[dict[str, str]] = []
@@ -132,13 +137,26 @@ class Agent:
                 continue
             replies_without_action = 0
             timeout = self._timeout()
-            observation = self._act(number, parsed, timeout)
-            notes = self._record_edits(number)
-            if observation.finished is not None:
+            observation, request = split_test_request(self._act(number, parsed, timeout))
+            notes, map_update = self._record_edits(number)
+            verdict = self._run_tests(number, observation, request)
+            if observation.finished is not None and (verdict is None or verdict.passed):
                 self._record_step(number, reply, parsed, observation, "[finished]")
                 return self._result("finished", EXIT_OK, "the model called finish()", observation.finished)
+            if verdict is not None and verdict.final:
+                self._record_step(number, reply, parsed, observation, verdict.report)
+                return self._result("tests_failed", EXIT_TESTS_FAIL, verdict.message, observation.finished)
             steps_left = self.config.max_steps - number
-            text = render("observation", obs=observation, timeout=timeout, steps_left=steps_left, notes=notes)
+            report = verdict.report if verdict else None
+            text = render(
+                "observation",
+                obs=observation,
+                timeout=timeout,
+                steps_left=steps_left,
+                notes=notes,
+                map_update=map_update,
+                tests=report,
+            )
             self._record_step(number, reply, parsed, observation, text)
 
     def _check_limits(self, number: int) -> None:
@@ -173,21 +191,46 @@ class Agent:
     def _with_state_block(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The latest user message carries the current state of the work; earlier ones do not, so the
         prompt grows linearly with steps and the state is always where the model looks last."""
-        block = render("state", ledger=self.ledger.view() if self.ledger else None).strip()
+        ledger = self.ledger.view() if self.ledger else None
+        block = render("state", ledger=ledger, tests=self.tests.status() if self.tests else None).strip()
         if not block:
             return messages
         last = messages[-1]
         return [*messages[:-1], {**last, "content": f"{last['content'].rstrip()}\n\n{block}"}]
 
-    def _record_edits(self, number: int) -> list[str]:
-        """Checkpoint the step in the ledger; its syntax warnings go into the same observation."""
+    def _record_edits(self, number: int) -> tuple[list[str], str]:
+        """Checkpoint the step in the ledger. Its syntax warnings, and the refreshed map of files whose
+        definitions appeared, vanished or moved, go into the same observation."""
         if self.ledger is None:
-            return []
+            return [], ""
         notes = self.ledger.record_step(number)
         edits = self.ledger.steps[-1]
         if edits.files:
             self.trajectory.event("edits", step=number, checkpoint=edits.checkpoint.commit, files=edits.files)
-        return notes
+        reshaped = [
+            change.path
+            for change in edits.files
+            if change.status != "deleted"
+            and (change.status == "renamed" or any(s[0] in "+-" for s in change.symbols))
+        ]
+        map_update = self.repo_map.outline(reshaped).strip() if self.repo_map and reshaped else ""
+        return notes, map_update
+
+    def _run_tests(
+        self, number: int, observation: Observation, request: TestRequest | None
+    ) -> TestVerdict | None:
+        """The tests' verdict when the action called run_tests() or finish(); None when it called neither."""
+        time_left = self.config.max_time - (time.monotonic() - self.started)
+        if self.tests is None:
+            return TestVerdict(unavailable_report()) if request else None
+        if request is not None:
+            verdict = self.tests.check(number, request, time_left)
+        elif observation.finished is not None:
+            verdict = self.tests.gate(number, time_left)
+        else:
+            return None
+        self.usage.add(verdict.usage)  # the summary model's, if it ran
+        return verdict
 
     def _act(self, number: int, parsed: ParsedReply, timeout: float) -> Observation:
         self.observer.action_started(number, parsed.thought, parsed.code or "")

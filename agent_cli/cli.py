@@ -111,9 +111,18 @@ def run(
     network: Annotated[
         bool | None, typer.Option("--network/--no-network", help="Give the sandbox network access.")
     ] = None,
+    memory: Annotated[
+        str | None, typer.Option(help="Memory limit of the sandbox, such as 512m or 8g (default 4g).")
+    ] = None,
+    cpus: Annotated[float | None, typer.Option(help="CPUs the sandbox may use (default 2).")] = None,
+    pids: Annotated[
+        int | None, typer.Option(help="Processes the sandbox may run at once (default 1024).")
+    ] = None,
     commit: Annotated[
         bool | None,
-        typer.Option("--commit/--no-commit", help="Commit the run's changes (only its files) when it finishes."),
+        typer.Option(
+            "--commit/--no-commit", help="Commit the run's changes (only its files) when it finishes."
+        ),
     ] = None,
     worktree: Annotated[
         bool | None,
@@ -121,6 +130,28 @@ def run(
             "--worktree/--in-place",
             help="Work in a new git worktree on branch actsmith/<slug> and commit there; your checkout is untouched.",
         ),
+    ] = None,
+    test_cmd: Annotated[
+        str | None,
+        typer.Option(help="The test command (default: detected: pytest, unittest, npm, go, cargo, make)."),
+    ] = None,
+    tests: Annotated[
+        bool | None,
+        typer.Option(
+            "--tests/--no-tests", help="Run a baseline and check the tests when the model finishes."
+        ),
+    ] = None,
+    max_test_rounds: Annotated[
+        int | None,
+        typer.Option(help="Test reports sent back on finish() before the run ends failing (exit 1)."),
+    ] = None,
+    test_timeout: Annotated[float | None, typer.Option(help="Seconds before a test run is stopped.")] = None,
+    summary_model: Annotated[
+        str | None, typer.Option(help="Model that condenses long test output (default: --model).")
+    ] = None,
+    map_tokens: Annotated[
+        int | None,
+        typer.Option(help="Token budget of the repo map in the first prompt (default 1024; 0: no map)."),
     ] = None,
 ) -> None:
     """Solve TASK in the repository, then print what changed."""
@@ -140,8 +171,17 @@ def run(
         "trajectory": trajectory.resolve() if trajectory else None,
         "image": image,
         "network": network,
+        "memory": memory,
+        "cpus": cpus,
+        "pids": pids,
         "commit": commit,
         "worktree": worktree,
+        "test_cmd": test_cmd,
+        "tests": tests,
+        "max_test_rounds": max_test_rounds,
+        "test_timeout": test_timeout,
+        "summary_model": summary_model,
+        "map_tokens": map_tokens,
     }
     settings = load_settings(workspace.root, flags)
     console = _console()
@@ -177,13 +217,63 @@ def undo(
 
 @app.command()
 @reports_errors
-def runs(repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None) -> None:
+def runs(
+    repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None,
+) -> None:
     """List past runs of this repository, newest first."""
     from agent_cli.checkpoints import list_runs
     from agent_cli.ui import render_runs
 
     workspace = _open_workspace(repo)
     render_runs(_console(), list_runs(workspace.root))
+
+
+@app.command()
+@reports_errors
+def doctor(
+    repo: Annotated[Path | None, typer.Option(help="Repository whose settings to check.")] = None,
+    model: Annotated[str | None, typer.Option(help="Check this model instead of the configured one.")] = None,
+    api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server.")] = None,
+) -> None:
+    """Check Docker, the sandbox image, the model configuration and leftover containers (exit 0 if all good)."""
+    from agent_cli.doctor import exit_code, run_checks
+    from agent_cli.errors import UsageError
+
+    try:
+        root = _open_workspace(repo).root
+    except UsageError:
+        if repo is not None:
+            raise
+        root = None  # outside a repository: the user's config and environment only
+    checks = run_checks(root, {"model": model, "api_base": api_base})
+    console = _console()
+    for check in checks:
+        console.print(check.line(), style=None if check.ok else "bold red", markup=False, soft_wrap=True)
+    raise typer.Exit(exit_code(checks))
+
+
+@app.command("map")
+@reports_errors
+def map_command(
+    path: Annotated[
+        Path | None, typer.Argument(help="The repository, or any path inside it (default: the current one).")
+    ] = None,
+    tokens: Annotated[int, typer.Option(help="Token budget (estimated as characters / 4).")] = 1024,
+    focus: Annotated[
+        list[str] | None,
+        typer.Option(help="A file or identifier to rank first (repeatable), as a task would mention it."),
+    ] = None,
+) -> None:
+    """Print the repo map: the most central definitions of the repository, by file, within a budget."""
+    from agent_cli.repomap import RepoMap, focus_from_text
+
+    workspace = _open_workspace(path)
+    files, names = focus_from_text(" ".join(focus or []))
+    with RepoMap(workspace.root) as mapper:
+        text = mapper.render(tokens, files, names)
+    if not text:
+        _progress("nothing to map: no source file in a supported language (or --tokens 0)")
+    print(text, end="")
 
 
 @sandbox_app.command("build")

@@ -14,9 +14,12 @@ from agent_cli.checkpoints import RunCheckpoints
 from agent_cli.errors import EXIT_OK, ActsmithError, EnvironmentProblem, UsageError
 from agent_cli.ledger import Ledger
 from agent_cli.model import check_credentials, make_model
+from agent_cli.repomap import RepoMap, repository_context
 from agent_cli.sandbox.docker_sandbox import DockerSandbox, SandboxLimits, docker_client
+from agent_cli.sandbox.image import print_to_stderr
 from agent_cli.settings import Settings
 from agent_cli.templates import render
+from agent_cli.testing import TestsSummary, build_test_runner
 from agent_cli.trajectory import Trajectory
 from agent_cli.workspace import Workspace
 
@@ -32,6 +35,7 @@ class TaskOutcome:
     branch: str | None = None  # --worktree: the branch holding the run's commit
     commit: str | None = None  # the commit made by --commit or --worktree
     not_committed: str | None = None  # why --commit left the changes uncommitted
+    tests: TestsSummary | None = None  # the test outcome against the baseline
 
 
 def agent_config(settings: Settings) -> AgentConfig:
@@ -67,7 +71,7 @@ def resolve_image(client, settings: Settings, log=None) -> str:
                 f"image {settings.image} is not present locally: pull or build it, or drop --image"
             ) from None
         return settings.image
-    from agent_cli.sandbox.image import ensure_image, print_to_stderr
+    from agent_cli.sandbox.image import ensure_image
 
     return ensure_image(client, base=settings.base_image, log=log or print_to_stderr)
 
@@ -80,6 +84,7 @@ def run_task(
     log=None,
 ) -> TaskOutcome:
     started = time.monotonic()
+    limits = sandbox_limits(settings)  # invalid --memory/--cpus/--pids fail before anything starts
     model = make_model(settings.model, api_base=settings.api_base)
     check_credentials(settings.model, api_base=settings.api_base)
     if settings.commit or settings.worktree:
@@ -103,13 +108,26 @@ def run_task(
         settings=settings,
     )
     status = "interrupted"
-    sandbox = DockerSandbox(client, image, target.root, sandbox_limits(settings))
+    sandbox = DockerSandbox(client, image, target.root, limits)
+    tests = None
+    repo_map = RepoMap(target.root) if settings.map_tokens > 0 else None  # kept to refresh after edits
     try:
+        say = log or print_to_stderr
+        tests = build_test_runner(settings, target.root, base.tree, sandbox, model, trajectory, task, say)
         sandbox.start()
+        tests.start_baseline()  # on the pre-run tree, beside the first model call
         agent = Agent(
-            model, sandbox, trajectory, agent_config(settings), observer or SilentObserver(), ledger=ledger
+            model,
+            sandbox,
+            trajectory,
+            agent_config(settings),
+            observer or SilentObserver(),
+            ledger=ledger,
+            tests=tests,
+            repo_map=repo_map,
         )
-        result = agent.run(task, repo_summary=target.summary())
+        context = repository_context(target, task, settings.map_tokens, say, repo_map)
+        result = agent.run(task, repo_summary=context)
         status = result.status
     except ActsmithError as error:
         status = "error"
@@ -120,6 +138,10 @@ def run_task(
         raise
     finally:
         sandbox.close()
+        if tests is not None:
+            tests.close()
+        if repo_map is not None:
+            repo_map.close()
         final = checkpoints.close(status)
         trajectory.close()
     outcome = TaskOutcome(
@@ -130,6 +152,7 @@ def run_task(
         0.0,
         run_id,
         branch,
+        tests=tests.summary() if tests else None,
     )
     if settings.worktree or settings.commit:
         _commit(outcome, target, ledger, task)

@@ -14,7 +14,7 @@ from agent_cli.errors import UsageError
 REPO_CONFIG = ".actsmith.toml"
 # A repository is not trusted to choose where API keys are sent, what runs outside the sandbox's
 # defaults, or where files are written on the host; the sandbox could also edit this file.
-NOT_FROM_REPO = ("api_base", "image", "base_image", "network", "trajectory")
+NOT_FROM_REPO = ("api_base", "image", "base_image", "network", "memory", "cpus", "pids", "trajectory")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,12 @@ class Settings:
     trajectory: Path | None = None
     commit: bool = False  # commit the run's changes when it finishes cleanly
     worktree: bool = False  # work in a new worktree on branch actsmith/<slug>, leaving the checkout alone
+    test_cmd: str | None = None  # the test command; detected per ecosystem when unset
+    tests: bool = True  # baseline + gate on finish(); --no-tests turns both off (run_tests() still works)
+    max_test_rounds: int = 3  # test reports sent back on finish() before a failing finish() ends the run
+    test_timeout: float = 600.0  # seconds per test run
+    summary_model: str | None = None  # condenses long raw test output; default: the main model
+    map_tokens: int = 1024  # budget of the repo map in the first prompt; 0 sends the short summary
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Settings)}

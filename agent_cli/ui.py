@@ -55,7 +55,9 @@ class TerminalObserver:
             self.console.print("[yellow]no action in this reply; asking the model for one[/]")
             return
         obs = step.observation
-        if obs is None or obs.finished is not None:
+        # "[finished]" is what the agent records for a finish() that ended the run; a finish() the
+        # tests sent back carries their report, which is worth showing.
+        if obs is None or step.observation_text == "[finished]":
             return
         style = "red" if (obs.error or obs.timed_out or obs.restarted) else "green"
         body = Text(trim_lines(step.observation_text), style="default")
@@ -86,6 +88,9 @@ def render_summary(console: Console, outcome: TaskOutcome) -> None:
     table.add_row("tokens", f"{usage.prompt_tokens:,} in, {usage.completion_tokens:,} out")
     table.add_row("cost", _format_cost(usage.cost))
     table.add_row("wall time", f"{outcome.wall_s:.1f}s")
+    if outcome.tests is not None:
+        style = {"passed": "green", "failed": "red"}.get(outcome.tests.state, "default")
+        table.add_row("tests", Text(outcome.tests.text, style=style))
     table.add_row("trajectory", str(outcome.trajectory_path))
     table.add_row("undo", f"actsmith undo --run {outcome.run_id}" if not outcome.branch else "not needed")
     if outcome.branch:

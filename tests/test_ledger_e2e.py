@@ -129,3 +129,19 @@ def test_commit_is_skipped_when_the_run_does_not_finish(tmp_path, sandbox_image)
     assert run.code == 3
     assert git(repo, "rev-parse", "HEAD") == head
     assert "not made" in run.stdout
+
+
+def test_the_map_is_refreshed_for_files_whose_definitions_appear(run_agent):
+    new_module = "def compute_total(items):\\n    return sum(items)\\n\\n\\nclass Basket:\\n    pass\\n"
+    run = run_agent(
+        [
+            f"<execute>\nopen('billing.py', 'w').write('{new_module}')\n</execute>",
+            "<execute>\nopen('billing.py', 'a').write('# a comment only\\n')\n</execute>",
+            "<execute>finish('added billing')</execute>",
+        ]
+    )
+    assert run.code == 0, run.stderr
+    added, commented = (event["text"] for event in run.events("observation")[:2])
+    assert "Repository map, refreshed" in added
+    assert "billing.py" in added and "compute_total(items)" in added and "class Basket" in added
+    assert "Repository map" not in commented  # no definition appeared, vanished or moved
