@@ -164,6 +164,18 @@ def test_sigkill_of_the_supervisor_gets_a_new_sandbox(box, docker_client):
     assert old not in [c.id for c in docker_client.containers.list(all=True)]
 
 
+@pytest.mark.parametrize(
+    "payload",
+    ["b'this is not json\\n'", "b'x' * (80 << 20)"],
+    ids=["garbage", "endless-line"],
+)
+def test_writing_into_the_host_channel_gets_a_new_sandbox_not_a_crash(box, payload):
+    # The channel to the host is PID 1's stdout, which code running as the same user can open.
+    code = f"import os\nfd = os.open('/proc/1/fd/1', os.O_WRONLY)\nos.write(fd, {payload})"
+    result = attack(box, code, timeout=20)
+    assert_restarted(result, "the sandbox container stopped")
+
+
 def test_closing_its_stdio_gets_a_new_interpreter(box):
     result = attack(box, "import os\nos.close(1)\nos.close(2)")
     assert_restarted(result, "the action closed the interpreter's stdout or stderr")

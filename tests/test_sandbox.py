@@ -222,3 +222,41 @@ def test_a_repository_cannot_raise_the_sandbox_limits(tmp_path, monkeypatch, key
     (tmp_path / ".actsmith.toml").write_text(f"{key} = {value}\n")
     with pytest.raises(UsageError, match=f"{key} cannot be set by a repository"):
         load_settings(tmp_path, {}, environ={})
+
+
+def _framed(payload: bytes) -> bytes:
+    """Docker's multiplexed stream: a stdout frame as the attach socket delivers it."""
+    import struct
+
+    return b"\x01\x00\x00\x00" + struct.pack(">I", len(payload)) + payload
+
+
+@pytest.mark.parametrize(
+    ("sent", "said"),
+    [
+        (b'{"id": 1, "ok"\n', "malformed"),
+        (b"[1, 2]\n", "malformed"),
+        (b"x" * (65 << 20), "over 64 MiB"),  # no newline, ever: the host must not buffer it all
+    ],
+)
+def test_the_host_refuses_a_malformed_or_endless_message_instead_of_crashing(sent, said):
+    import socket
+    import threading
+
+    from agent_cli.sandbox.docker_sandbox import AttachChannel
+
+    host, sandbox = socket.socketpair()
+    writer = threading.Thread(target=lambda: _send_quietly(sandbox, _framed(sent)), daemon=True)
+    writer.start()
+    channel = AttachChannel(host)
+    with pytest.raises(ConnectionError, match=said):
+        channel.receive(time.monotonic() + 30)
+    channel.close()
+    sandbox.close()
+
+
+def _send_quietly(sock, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # the host hung up once it had seen enough

@@ -146,13 +146,18 @@ def sweep_leftovers(client: docker.DockerClient, *, everything: bool = False) ->
     return removed
 
 
+MAX_MESSAGE_BYTES = 64 << 20  # far above any reply (output is capped inside), far below harm
+
+
 class AttachChannel:
     """JSON lines over a container's attached stdio, demultiplexing Docker's stream frames."""
 
     def __init__(self, sock: Any):
         self.sock: socket.socket = getattr(sock, "_sock", sock)
-        self.frames = b""
-        self.stdout = b""
+        # bytearrays, consumed from the front in one go: a long reply costs linear time, not quadratic.
+        self.frames = bytearray()
+        self.stdout = bytearray()
+        self.searched = 0  # how much of stdout is known to hold no newline
         self.stderr_tail = b""
 
     def send(self, message: dict) -> None:
@@ -160,7 +165,8 @@ class AttachChannel:
 
     def receive(self, deadline: float) -> dict | None:
         """The next JSON message from the supervisor's stdout; None at the deadline or on EOF."""
-        while b"\n" not in self.stdout:
+        while (end := self.stdout.find(b"\n", self.searched)) < 0:
+            self.searched = len(self.stdout)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -173,21 +179,41 @@ class AttachChannel:
                 raise ConnectionError("the sandbox closed its channel")
             self.frames += chunk
             self._demultiplex()
-        line, _, self.stdout = self.stdout.partition(b"\n")
-        return json.loads(line)
+            if len(self.frames) + len(self.stdout) > MAX_MESSAGE_BYTES:
+                # Code in the sandbox can write to this channel too; it must not exhaust the host.
+                raise ConnectionError(f"the sandbox sent a message over {MAX_MESSAGE_BYTES >> 20} MiB")
+        line = bytes(self.stdout[:end])
+        del self.stdout[: end + 1]
+        self.searched = 0
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise ConnectionError("the sandbox sent a malformed message") from None
+        if not isinstance(message, dict):
+            raise ConnectionError("the sandbox sent a malformed message")
+        return message
 
     def _demultiplex(self) -> None:
-        while len(self.frames) >= 8:
-            kind, size = self.frames[0], struct.unpack(">I", self.frames[4:8])[0]
-            if len(self.frames) < 8 + size:
-                return
-            payload, self.frames = self.frames[8 : 8 + size], self.frames[8 + size :]
+        offset = 0
+        while len(self.frames) - offset >= 8:
+            kind, size = self.frames[offset], struct.unpack_from(">I", self.frames, offset + 4)[0]
+            if len(self.frames) - offset - 8 < size:
+                break
+            payload = self.frames[offset + 8 : offset + 8 + size]
+            offset += 8 + size
             if kind == 2:
                 self.stderr_tail = (self.stderr_tail + payload)[-4000:]
             else:
                 self.stdout += payload
+        del self.frames[:offset]
 
     def close(self) -> None:
+        try:
+            # shutdown, not just close: the Docker client keeps its own reference to this connection,
+            # and a daemon still writing into it (a sandbox flooding its output) would hang removal.
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:
