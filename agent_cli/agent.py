@@ -206,7 +206,7 @@ class Agent:
         notes = self.ledger.record_step(number)
         edits = self.ledger.steps[-1]
         if edits.files:
-            self.trajectory.event("edits", step=number, checkpoint=edits.checkpoint.commit, files=edits.files)
+            self.trajectory.event("edits", step=number, files=edits.files)
         reshaped = [
             change.path
             for change in edits.files

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from agent_cli.workspace import git, has_ref
 
 REF_PREFIX = "refs/actsmith/runs/"
 GITLINK = "160000"
+_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actsmith-checkpoints")
 IDENTITY = {
     "GIT_AUTHOR_NAME": "actsmith",
     "GIT_AUTHOR_EMAIL": "actsmith@localhost",
@@ -43,12 +45,30 @@ class RunCheckpoints:
     run_id: str
     task: str
     branch: str | None = None  # set when the run works in its own worktree
-    history: list[Checkpoint] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     submodules: list[RunCheckpoints] = field(default_factory=list)  # found when step 0 is recorded
 
     def __post_init__(self) -> None:
         self.task = " ".join(self.task.split())[:200]  # one line: it is stored as a commit message field
+        self._history: list[Checkpoint] = []
+        self._pending: Future | None = None  # a checkpoint still being written in the background
+
+    @property
+    def history(self) -> list[Checkpoint]:
+        """Every checkpoint so far (waiting for one still being written)."""
+        self.settle()
+        return self._history
+
+    def settle(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def record_staged_later(self, step: int) -> None:
+        """Write what is staged as `step`'s checkpoint in the background: the caller already has the
+        step's diff, and whatever reads the history next waits for it (the next step, seconds later)."""
+        self.settle()
+        self._pending = _WRITER.submit(lambda: self._record(step, tree=self.write_tree()))
 
     @property
     def ref(self) -> str:
@@ -59,22 +79,39 @@ class RunCheckpoints:
         # Inside .git, which the sandbox sees read-only: code in the sandbox cannot tamper with it.
         return self.git_dir / "actsmith" / f"index-{self.run_id}"
 
-    def snapshot(self) -> str:
-        """A tree object of the working tree as it is now, untracked files included, ignored ones not."""
-        # The private index starts empty, not from the user's: their entries hold blobs that went through
-        # their eol and filter settings (not the bytes on disk), and may be marked assume-unchanged.
-        # So the first snapshot hashes every file; later ones reuse this index's own stat cache.
+    @property
+    def index_env(self) -> dict[str, str]:
+        return {"GIT_INDEX_FILE": str(self.index)}
+
+    def stage(self) -> None:
+        """Bring the private index up to date with the working tree, untracked files included, ignored
+        ones not. It starts empty, not from the user's index: their entries hold blobs that went through
+        their eol and filter settings (not the bytes on disk), and may be marked assume-unchanged. So
+        the first stage hashes every file; later ones reuse this index's own stat cache."""
         self.index.parent.mkdir(parents=True, exist_ok=True)
-        env = {"GIT_INDEX_FILE": str(self.index)}
-        git(self.root, "add", "--all", "--", ".", env=env)
-        return git(self.root, "write-tree", env=env).decode().strip()
+        git(self.root, "add", "--all", "--", ".", env=self.index_env)
+
+    def write_tree(self) -> str:
+        return git(self.root, "write-tree", env=self.index_env).decode().strip()
+
+    def snapshot(self) -> str:
+        """A tree object of the working tree as it is now."""
+        self.stage()
+        return self.write_tree()
 
     def record(
         self, step: int, status: str = "running", subject: str | None = None, tree: str | None = None
     ) -> Checkpoint:
         """Checkpoint the working tree (or a `tree` just snapshotted) as `step`. A step that changed
         nothing shares the previous commit (read_run fills such gaps), which keeps idle steps cheap."""
-        if not self.history:
+        self.settle()
+        return self._record(step, status, subject, tree)
+
+    def _record(
+        self, step: int, status: str = "running", subject: str | None = None, tree: str | None = None
+    ) -> Checkpoint:
+        history = self._history
+        if not history:
             self.submodules = [
                 RunCheckpoints(path, git_dir, self.run_id, self.task, self.branch, started=self.started)
                 for path, git_dir in checked_out_submodules(self.root)
@@ -83,11 +120,11 @@ class RunCheckpoints:
             # A superproject snapshot holds only a submodule's commit; its files are kept by its own ref.
             submodule.record(step, status, subject)
         tree = tree or self.snapshot()
-        if self.history and subject is None and tree == self.history[-1].tree:
-            checkpoint = Checkpoint(self.history[-1].commit, tree, step)
-            self.history.append(checkpoint)
+        if history and subject is None and tree == history[-1].tree:
+            checkpoint = Checkpoint(history[-1].commit, tree, step)
+            history.append(checkpoint)
             return checkpoint
-        parent = ["-p", self.history[-1].commit] if self.history else []
+        parent = ["-p", history[-1].commit] if history else []
         fields = {
             "run": self.run_id,
             "started": f"{self.started:.6f}",
@@ -101,7 +138,7 @@ class RunCheckpoints:
         commit = git(self.root, "commit-tree", tree, *parent, env=IDENTITY, input=message.encode())
         checkpoint = Checkpoint(commit.decode().strip(), tree, step)
         git(self.root, "update-ref", self.ref, checkpoint.commit)
-        self.history.append(checkpoint)
+        history.append(checkpoint)
         return checkpoint
 
     def close(self, status: str) -> Checkpoint:

@@ -34,7 +34,6 @@ class FileChange:
 @dataclass(frozen=True)
 class StepEdits:
     step: int
-    checkpoint: Checkpoint
     files: tuple[FileChange, ...]
 
 
@@ -82,8 +81,9 @@ class Ledger:
     steps: list[StepEdits] = field(default_factory=list)
     problems: dict[str, SyntaxProblem] = field(default_factory=dict)  # files that do not parse now
     net: dict[str, DiffEntry] = field(default_factory=dict)  # files that differ from the base now
+    base_tree: str = ""  # the state before the run, set by start()
     _parsed: dict[str, _Parsed] = field(default_factory=dict)  # by blob id, oldest first
-    _view: tuple[tuple[str, int], LedgerView] | None = None  # the last view, keyed by what it describes
+    _view: tuple[int, LedgerView] | None = None  # the last view, keyed by the number of editing steps
 
     @property
     def base(self) -> Checkpoint:
@@ -91,25 +91,27 @@ class Ledger:
 
     def start(self) -> Checkpoint:
         """Checkpoint the exact state before the first action (the user's uncommitted work included)."""
-        return self.checkpoints.record(0)
+        base = self.checkpoints.record(0)
+        self.base_tree = base.tree
+        return base
 
     def record_step(self, step: int) -> list[str]:
         """Checkpoint after an action and record its edits; return syntax warnings for its observation."""
         previous = self.checkpoints.history[-1]
-        tree = self.checkpoints.snapshot()
+        self.checkpoints.stage()
+        entries = self._diff(previous.tree)  # the freshly staged index against the last checkpoint
         files: tuple[FileChange, ...] = ()
-        if tree == previous.tree:
-            current = self.checkpoints.record(step, tree=tree)
+        if not entries:
+            self.checkpoints.record(step, tree=previous.tree)
         else:
-            # git works in other processes: committing and re-diffing overlap with parsing here.
-            committed = _BACKGROUND.submit(self.checkpoints.record, step, tree=tree)
-            entries = self._diff(previous.tree, tree)
+            # Only staging and one diff stand before parsing: re-diffing against the base runs beside
+            # it, and the checkpoint commit is written in the background (the next step waits for it).
+            self.checkpoints.record_staged_later(step)
             touched = {path for entry in entries for path in (entry.path, entry.old_path) if path}
-            net = _BACKGROUND.submit(self._net_update, tree, touched)
+            net = _BACKGROUND.submit(self._net_update, touched)
             files = self._changes(entries)
             self._apply_net(*net.result())
-            current = committed.result()
-        self.steps.append(StepEdits(step, current, files))
+        self.steps.append(StepEdits(step, files))
         for change in files:
             self.problems.pop(change.old_path or change.path, None)
             if change.problem is not None:
@@ -120,14 +122,14 @@ class Ledger:
             if change.problem is not None
         ]
 
-    def _net_update(self, tree: str, touched: set[str]) -> tuple[list[str], list[DiffEntry]]:
+    def _net_update(self, touched: set[str]) -> tuple[list[str], list[DiffEntry]]:
         """Re-diff against the base only the paths this step touched (and renames involving them):
         line counts need content diffs, and a long run's other files have not changed."""
         related = {
             p for e in self.net.values() if {e.path, e.old_path} & touched for p in (e.path, e.old_path)
         }
         paths = sorted((touched | related) - {None})
-        return paths, self._diff(self.base.tree, tree, paths, numstat=True)
+        return paths, self._diff(self.base_tree, paths, numstat=True)
 
     def _apply_net(self, paths: list[str], entries: list[DiffEntry]) -> None:
         for path in paths:
@@ -136,7 +138,7 @@ class Ledger:
             self.net[entry.path] = entry
 
     def view(self) -> LedgerView:
-        key = (self.checkpoints.history[-1].tree, sum(1 for record in self.steps if record.files))
+        key = sum(1 for record in self.steps if record.files)  # the view changes only with edits
         if self._view and self._view[0] == key:
             return self._view[1]  # an action that wrote nothing leaves the view as it was
         states = [self._file_state(entry) for _, entry in sorted(self.net.items())]
@@ -213,24 +215,22 @@ class Ledger:
             self._parsed.pop(next(iter(self._parsed)))
         return self._parsed[blob].tags
 
-    def _diff(
-        self, before: str, after: str, paths: list[str] | None = None, numstat: bool = False
-    ) -> list[DiffEntry]:
-        """Raw entries (renames found), with line counts when asked; `paths` limits the diff."""
+    def _diff(self, before: str, paths: list[str] | None = None, numstat: bool = False) -> list[DiffEntry]:
+        """The private index (the working tree as last staged) against a tree: raw entries with renames
+        found, line counts when asked; `paths` limits the diff."""
         limit = ["--", *paths] if paths is not None else []
         stats = ["--numstat"] if numstat else []
         out = git(
             self.checkpoints.root,
-            "diff-tree",
-            "-r",
+            "diff-index",
+            "--cached",
             "-M",
             "-z",
             "--raw",
             *stats,
             before,
-            after,
             *limit,
-            env={"GIT_LITERAL_PATHSPECS": "1"},
+            env={**self.checkpoints.index_env, "GIT_LITERAL_PATHSPECS": "1"},
         )
         return parse_raw_numstat(out.decode("utf-8", "surrogateescape"), numstat)
 

@@ -159,6 +159,7 @@ def test_runs_are_listed_newest_first_with_task_steps_and_status(tmp_path):
     second.record_step(1)
     (repo / "a.py").write_text("a = 2\n")
     second.record_step(2)
+    second.checkpoints.settle()  # the step's checkpoint is written in the background
     runs = list_runs(repo)
     assert [r.task for r in runs] == ["second task", "first task"]
     assert (runs[0].steps, runs[0].status) == (2, "interrupted")  # never closed: it was killed
