@@ -147,7 +147,7 @@ class RunCheckpoints:
         last = self.history[-1]
         tree = self.snapshot()
         step = last.step if tree == last.tree else last.step + 1
-        final = self.record(step, status, subject="actsmith end")
+        final = self.record(step, status, subject="actsmith end", tree=tree)
         for checkpoints in [self, *self.submodules]:
             checkpoints.index.unlink(missing_ok=True)
         return final

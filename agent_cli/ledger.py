@@ -85,10 +85,6 @@ class Ledger:
     _parsed: dict[str, _Parsed] = field(default_factory=dict)  # by blob id, oldest first
     _view: tuple[int, LedgerView] | None = None  # the last view, keyed by the number of editing steps
 
-    @property
-    def base(self) -> Checkpoint:
-        return self.checkpoints.history[0]
-
     def start(self) -> Checkpoint:
         """Checkpoint the exact state before the first action (the user's uncommitted work included)."""
         base = self.checkpoints.record(0)

@@ -176,7 +176,7 @@ def _commit(outcome: TaskOutcome, target: Workspace, ledger: Ledger, task: str) 
         ledger=ledger.view(),
         run_id=outcome.run_id,
     )
-    base, final = ledger.base.tree, ledger.checkpoints.history[-1].tree
+    base, final = ledger.base_tree, ledger.checkpoints.history[-1].tree
     outcome.commit = target.commit_run(base, final, message.strip() + "\n")
 
 

@@ -174,7 +174,7 @@ def test_commit_takes_only_the_runs_files_and_leaves_the_users_other_changes(mes
     final = ledger.checkpoints.close("finished")
     workspace = Workspace.open(messy_repo)
 
-    commit = workspace.commit_run(ledger.base.tree, final.tree, "Add feature\n\nbody\n")
+    commit = workspace.commit_run(ledger.base_tree, final.tree, "Add feature\n\nbody\n")
 
     assert git(messy_repo, "rev-parse", "HEAD").strip() == commit
     changed = git(messy_repo, "show", "--name-status", "--format=", "HEAD").split("\n")
@@ -193,7 +193,7 @@ def test_commit_on_a_detached_head_moves_only_head(tmp_path):
     (repo / "a.py").write_text("a = 1\n")
     ledger.record_step(1)
     final = ledger.checkpoints.close("finished")
-    commit = Workspace.open(repo).commit_run(ledger.base.tree, final.tree, "change a\n")
+    commit = Workspace.open(repo).commit_run(ledger.base_tree, final.tree, "change a\n")
     assert git(repo, "rev-parse", "HEAD").strip() == commit
     assert git(repo, "rev-parse", "main") == branch_before
     assert git(repo, "status", "--porcelain") == ""
@@ -212,7 +212,7 @@ def test_a_worktree_gets_its_own_branch_and_commit(tmp_path):
     (tree.root / "a.py").write_text("a = 1\n")
     ledger.record_step(1)
     final = ledger.checkpoints.close("finished")
-    tree.commit_run(ledger.base.tree, final.tree, "make a one\n")
+    tree.commit_run(ledger.base_tree, final.tree, "make a one\n")
     tree.remove_worktree(main)
 
     assert files_on_disk(repo) == before
@@ -237,7 +237,7 @@ def test_a_repository_without_commits_can_still_be_checkpointed_and_committed(tm
     (repo / "agent.txt").write_text("agent\n")
     ledger.record_step(1)
     final = ledger.checkpoints.close("finished")
-    Workspace.open(repo).commit_run(ledger.base.tree, final.tree, "first\n")
+    Workspace.open(repo).commit_run(ledger.base_tree, final.tree, "first\n")
     assert git(repo, "ls-tree", "--name-only", "HEAD").split() == ["agent.txt"]
     assert git(repo, "status", "--porcelain") == "?? mine.txt\n"
 
