@@ -1,192 +1,297 @@
 """The agent loop: ask the model for a code action, run it in the sandbox, show it the result, repeat.
 
-Everything the loop touches sits behind a small interface (Model, Sandbox, Trajectory, Observer),
-so the same loop serves the terminal, batch jobs and CI.
+The loop is a handful of public methods (`run`, `continue_`, `step`, `query`, `execute`) over small
+seams: a `Model`, a `Sandbox`, the event stream, and optionally the edit ledger, the test runner and
+the repo map. `run(task)` starts a conversation; `continue_(message)` goes on with it, keeping the
+messages, the interpreter and the ledger, so the same loop serves one-shot runs and a chat.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from agent_cli.actions import ParsedReply, parse_reply
-from agent_cli.errors import EXIT_LIMIT, EXIT_OK, EXIT_TESTS_FAIL, LimitReached, ModelStopped
+from agent_cli.cancel import Cancelled, CancelToken
+from agent_cli.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_LIMIT,
+    EXIT_OK,
+    EXIT_TESTS_FAIL,
+    ActsmithError,
+    LimitReached,
+    ModelError,
+    ModelStopped,
+)
+from agent_cli.events import (
+    ActionStarted,
+    Edited,
+    EventStream,
+    ModelCalled,
+    Observed,
+    StepStarted,
+    TaskGiven,
+    TurnEnded,
+)
 from agent_cli.model import Model, ModelReply, Usage
-from agent_cli.sandbox import Observation, Sandbox
+from agent_cli.sandbox import Finish, Observation, RunTests, Sandbox
 from agent_cli.templates import helper_docs, render
-from agent_cli.testing.gate import TestRequest, TestVerdict, split_test_request, unavailable_report
-from agent_cli.trajectory import Trajectory
+from agent_cli.testing.gate import TestVerdict, unavailable_report
 
 if TYPE_CHECKING:
-    from agent_cli.ledger import Ledger
+    from agent_cli.ledger import Ledger, StepEdits
     from agent_cli.repomap import RepoMap
+    from agent_cli.settings import Settings
     from agent_cli.testing import TestRunner
 
 MAX_REPLIES_WITHOUT_ACTION = 3
+MODEL_SLACK_S = 5.0  # past the time left, a model call is abandoned even if its client did not give up
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    max_steps: int = 30
-    max_cost: float = 2.0
-    max_time: float = 1800.0
-    action_timeout: float = 120.0
-    max_output_chars: int = 10_000
-    network: bool = False
+    """The loop's limits, taken from Settings (which validates them)."""
+
+    max_steps: int  # per task or message
+    max_cost: float  # USD for the whole conversation
+    max_time: float  # seconds per task or message
+    action_timeout: float
+    max_output_chars: int
+    network: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AgentConfig:
+        return cls(
+            max_steps=settings.max_steps,
+            max_cost=settings.max_cost,
+            max_time=settings.max_time,
+            action_timeout=settings.action_timeout,
+            max_output_chars=settings.max_output_chars,
+            network=settings.network,
+        )
 
 
 @dataclass
 class Step:
+    """One step as the loop took it: the reply, the action, and what the model was shown after it."""
+
     number: int
     reply: str
     thought: str
     code: str | None
     observation: Observation | None
-    observation_text: str
+    text: str
     usage: Usage
 
 
 @dataclass
-class RunResult:
-    status: str  # finished | limit | model_stopped | no_action
+class TurnResult:
+    """How a task (or a message of a conversation) ended."""
+
+    status: (
+        str  # finished | tests_failed | limit | model_stopped | no_action | model_error | interrupted | error
+    )
     exit_code: int
     message: str
     summary: str | None = None
-    steps: list[Step] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
+    steps: list[Step] = field(default_factory=list)  # this turn's
+    usage: Usage = field(default_factory=Usage)  # the whole conversation's
     wall_s: float = 0.0
 
 
-class Observer(Protocol):
-    """Receives progress as it happens (the terminal UI implements it)."""
-
-    def model_started(self, step: int) -> None: ...
-
-    def action_started(self, step: int, thought: str, code: str) -> None: ...
-
-    def step_finished(self, step: Step) -> None: ...
-
-
-class SilentObserver:
-    def model_started(self, step: int) -> None:
-        pass
-
-    def action_started(self, step: int, thought: str, code: str) -> None:
-        pass
-
-    def step_finished(self, step: Step) -> None:
-        pass
-
-
-@dataclass
 class Agent:
-    model: Model
-    sandbox: Sandbox
-    trajectory: Trajectory
-    config: AgentConfig = field(default_factory=AgentConfig)
-    observer: Observer = field(default_factory=SilentObserver)
-    ledger: Ledger | None = None  # records each step's edits; its state is shown to the model every turn
-    repo_map: RepoMap | None = None  # refreshed for files whose definitions change
-    tests: TestRunner | None = None  # runs the tests on run_tests() and gates finish(); see testing/gate.py
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        model: Model,
+        sandbox: Sandbox,
+        events: EventStream,
+        config: AgentConfig,
+        *,
+        ledger: Ledger | None = None,
+        tests: TestRunner | None = None,
+        repo_map: RepoMap | None = None,
+        cancel: CancelToken | None = None,
+    ) -> None:
+        self.model = model
+        self.sandbox = sandbox
+        self.events = events
+        self.config = config
+        self.ledger = ledger  # records each step's edits; its state is shown to the model every turn
+        self.tests = tests  # runs the tests on run_tests() and gates finish(); see testing/gate.py
+        self.repo_map = repo_map  # outlines files whose definitions an edit reshaped
+        self.cancel = cancel or CancelToken()
         self.messages: list[dict[str, str]] = []
+        self.steps: list[Step] = []  # every step of the conversation
         self.usage = Usage()
-        self.steps: list[Step] = []
-        self.started = time.monotonic()
+        self.turn = 0
+        self._turn_started = time.monotonic()
+        self._turn_first_step = 0
 
-    def run(self, task: str, repo_summary: str = "") -> RunResult:
-        self.started = time.monotonic()
+    # ------------------------------------------------------------------------------ conversation
+
+    def run(self, task: str, repo_context: str = "") -> TurnResult:
+        """Start the conversation with a task."""
         self.messages = [
             {"role": "system", "content": self._system_prompt()},
-            {"role": "user", "content": render("task", task=task, repo_summary=repo_summary)},
+            {"role": "user", "content": render("task", task=task, repo_summary=repo_context)},
         ]
-        self.trajectory.event("task", task=task, model=self.model.name, config=self.config)
-        try:
-            return self._loop()
-        except (LimitReached, ModelStopped) as stop:
-            status = "limit" if isinstance(stop, LimitReached) else "model_stopped"
-            return self._result(status, EXIT_LIMIT, str(stop))
+        return self._turn(task)
+
+    def continue_(self, message: str) -> TurnResult:
+        """Go on with the conversation: same messages, interpreter and ledger, one more request."""
+        if not self.messages:
+            return self.run(message)
+        self._say(render("followup", message=message))
+        return self._turn(message)
 
     def _system_prompt(self) -> str:
         return render(
             "system",
             helpers=helper_docs(),
-            workspace="/workspace",
+            workspace=self.sandbox.workdir,
             network=self.config.network,
             action_timeout=int(self.config.action_timeout),
             max_output_chars=self.config.max_output_chars,
         )
 
-    def _loop(self) -> RunResult:
+    def _say(self, text: str) -> None:
+        """A user message; one straight after another (a finished turn's last observation, then the
+        next request) are merged, since providers expect the roles to alternate."""
+        if self.messages and self.messages[-1]["role"] == "user":
+            last = self.messages[-1]
+            self.messages[-1] = {**last, "content": f"{last['content'].rstrip()}\n\n{text}"}
+        else:
+            self.messages.append({"role": "user", "content": text})
+
+    def _turn(self, text: str) -> TurnResult:
+        self.turn += 1
+        self._turn_started = time.monotonic()
+        self._turn_first_step = len(self.steps)
+        self.events.emit(TaskGiven(text, self.model.name, self.config, self.turn))
+        try:
+            with self.cancel.watching():
+                result = self._loop()
+        except LimitReached as stop:
+            result = self._result("limit", EXIT_LIMIT, str(stop))
+        except ModelStopped as stop:
+            result = self._result("model_stopped", EXIT_LIMIT, str(stop))
+        except ModelError as error:
+            result = self._result("model_error", error.exit_code, str(error))
+        except Cancelled as stop:
+            result = self._result("interrupted", EXIT_INTERRUPTED, str(stop))
+        except ActsmithError as error:
+            result = self._result("error", error.exit_code, str(error))
+        self.events.emit(
+            TurnEnded(
+                result.status,
+                result.exit_code,
+                result.message,
+                result.summary,
+                self.usage,
+                len(result.steps),
+                self.turn,
+            )
+        )
+        return result
+
+    # -------------------------------------------------------------------------------- the loop
+
+    def _loop(self) -> TurnResult:
         replies_without_action = 0
         while True:
-            number = len(self.steps) + 1
-            self._check_limits(number)
-            reply = self._ask_model(number)
-            parsed = parse_reply(reply.content)
-            if parsed.code is None:
-                replies_without_action += 1
-                if replies_without_action >= MAX_REPLIES_WITHOUT_ACTION:
-                    message = (
-                        f"the model sent {MAX_REPLIES_WITHOUT_ACTION} replies in a row without an action"
-                    )
-                    return self._result("no_action", EXIT_LIMIT, message)
-                self._record_step(number, reply, parsed, None, render("no_action"))
-                continue
-            replies_without_action = 0
-            timeout = self._timeout()
-            observation, request = split_test_request(self._act(number, parsed, timeout))
-            notes, map_update = self._record_edits(number)
-            verdict = self._run_tests(number, observation, request)
-            if observation.finished is not None and (verdict is None or verdict.passed):
-                self._record_step(number, reply, parsed, observation, "[finished]")
-                return self._result("finished", EXIT_OK, "the model called finish()", observation.finished)
-            if verdict is not None and verdict.final:
-                self._record_step(number, reply, parsed, observation, verdict.report)
-                return self._result("tests_failed", EXIT_TESTS_FAIL, verdict.message, observation.finished)
-            steps_left = self.config.max_steps - number
-            report = verdict.report if verdict else None
-            text = render(
-                "observation",
-                obs=observation,
-                timeout=timeout,
-                steps_left=steps_left,
-                notes=notes,
-                map_update=map_update,
-                tests=report,
-            )
-            self._record_step(number, reply, parsed, observation, text)
+            result = self.step()
+            if result is not None:
+                return result
+            last = self.steps[-1]
+            replies_without_action = replies_without_action + 1 if last.code is None else 0
+            if replies_without_action >= MAX_REPLIES_WITHOUT_ACTION:
+                message = f"the model sent {MAX_REPLIES_WITHOUT_ACTION} replies in a row without an action"
+                return self._result("no_action", EXIT_LIMIT, message)
 
-    def _check_limits(self, number: int) -> None:
-        if number > self.config.max_steps:
+    def step(self) -> TurnResult | None:
+        """One step: ask, act, record. A result when the step ended the turn."""
+        number = len(self.steps) + 1
+        self._check_limits()
+        reply = self.query(number)
+        parsed = parse_reply(reply.content)
+        if parsed.code is None:
+            self._record(number, reply, parsed, None, render("no_action"))
+            return None
+        timeout = self._action_timeout()
+        observation = self.execute(number, parsed, timeout)
+        edits = self.ledger.record_step(number) if self.ledger else None
+        if edits is not None and edits.files:
+            self.events.emit(Edited(number, edits.files))
+        if self.cancel.cancelled:
+            text = self._observation_text(observation, timeout, edits, None, interrupted=True)
+            self._record(number, reply, parsed, observation, text)
+            self.cancel.check()
+        verdict = self._run_tests(number, observation)
+        control = observation.control
+        if isinstance(control, Finish) and (verdict is None or verdict.passed):
+            text = self._observation_text(observation, timeout, edits, None, accepted=True)
+            self._record(number, reply, parsed, observation, text, ends="finished")
+            return self._result("finished", EXIT_OK, "the model called finish()", control.summary)
+        if verdict is not None and verdict.final:
+            summary = control.summary if isinstance(control, Finish) else None
+            self._record(number, reply, parsed, observation, verdict.report, ends="tests_failed")
+            return self._result("tests_failed", EXIT_TESTS_FAIL, verdict.message, summary)
+        report = verdict.report if verdict else None
+        self._record(
+            number, reply, parsed, observation, self._observation_text(observation, timeout, edits, report)
+        )
+        return None
+
+    def query(self, number: int) -> ModelReply:
+        """Ask the model for the next reply, with the state of the work on the latest message. The call
+        is bounded by the time left and abandoned at once when the session is cancelled."""
+        self.events.emit(StepStarted(number))
+        messages = self._with_state_block(self.messages)
+        left = self._time_left()
+        try:
+            reply = self.cancel.call(
+                lambda: self.model.complete(messages, timeout=left), timeout=left + MODEL_SLACK_S
+            )
+        except TimeoutError:
+            raise LimitReached(self._time_limit_text()) from None
+        except ModelStopped:
+            if self._time_left() <= 0:
+                raise LimitReached(self._time_limit_text()) from None
+            raise
+        self.usage.add(reply.usage)
+        self.events.emit(ModelCalled(number, messages, reply.content, reply.usage, round(reply.latency_s, 3)))
+        return reply
+
+    def execute(self, number: int, parsed: ParsedReply, timeout: float) -> Observation:
+        """Run the action in the sandbox; a cancel interrupts it (the interpreter and its variables stay)."""
+        self.events.emit(ActionStarted(number, parsed.thought, parsed.code or ""))
+        with self.cancel.on_cancel(self.sandbox.interrupt):
+            if self.cancel.cancelled:  # tripped just before the callback was in place
+                self.sandbox.interrupt()
+            return self.sandbox.run(parsed.code or "", timeout)
+
+    # ----------------------------------------------------------------------------------- parts
+
+    def _check_limits(self) -> None:
+        taken = len(self.steps) - self._turn_first_step
+        if taken >= self.config.max_steps:
             raise LimitReached(f"step limit reached ({self.config.max_steps} steps; raise --max-steps)")
         cost = self.usage.cost
         if cost is not None and cost >= self.config.max_cost:
             raise LimitReached(f"cost limit reached (${cost:.4f} of ${self.config.max_cost:.2f}; --max-cost)")
-        if time.monotonic() - self.started >= self.config.max_time:
-            raise LimitReached(f"time limit reached ({self.config.max_time:.0f} s)")
+        if self._time_left() <= 0:
+            raise LimitReached(self._time_limit_text())
 
-    def _timeout(self) -> float:
-        """The action timeout, shortened so an action cannot outlive the run's wall-time limit."""
-        remaining = self.config.max_time - (time.monotonic() - self.started)
-        return max(1.0, min(self.config.action_timeout, remaining))
+    def _time_left(self) -> float:
+        return self.config.max_time - (time.monotonic() - self._turn_started)
 
-    def _ask_model(self, number: int) -> ModelReply:
-        self.observer.model_started(number)
-        messages = self._with_state_block(self.messages)
-        reply = self.model.complete(messages)
-        self.usage.add(reply.usage)
-        self.trajectory.event(
-            "model_call",
-            step=number,
-            messages=messages,
-            reply=reply.content,
-            usage=reply.usage,
-            latency_s=round(reply.latency_s, 3),
-        )
-        return reply
+    def _time_limit_text(self) -> str:
+        return f"time limit reached ({self.config.max_time:g} s; --max-time)"
+
+    def _action_timeout(self) -> float:
+        """The action timeout, shortened so an action cannot outlive the wall-time limit."""
+        return max(1.0, min(self.config.action_timeout, self._time_left()))
 
     def _with_state_block(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The latest user message carries the current state of the work; earlier ones do not, so the
@@ -194,76 +299,73 @@ class Agent:
         ledger = self.ledger.view() if self.ledger else None
         block = render("state", ledger=ledger, tests=self.tests.status() if self.tests else None).strip()
         if not block:
-            return messages
+            return list(messages)  # a copy: what was sent must not change as the conversation grows
         last = messages[-1]
         return [*messages[:-1], {**last, "content": f"{last['content'].rstrip()}\n\n{block}"}]
 
-    def _record_edits(self, number: int) -> tuple[list[str], str]:
-        """Checkpoint the step in the ledger. Its syntax warnings, and the refreshed map of files whose
-        definitions appeared, vanished or moved, go into the same observation."""
-        if self.ledger is None:
-            return [], ""
-        notes = self.ledger.record_step(number)
-        edits = self.ledger.steps[-1]
-        if edits.files:
-            self.trajectory.event("edits", step=number, files=edits.files)
-        reshaped = [
-            change.path
-            for change in edits.files
-            if change.status != "deleted"
-            and (change.status == "renamed" or any(s[0] in "+-" for s in change.symbols))
-        ]
-        map_update = self.repo_map.outline(reshaped).strip() if self.repo_map and reshaped else ""
-        return notes, map_update
-
-    def _run_tests(
-        self, number: int, observation: Observation, request: TestRequest | None
-    ) -> TestVerdict | None:
+    def _run_tests(self, number: int, observation: Observation) -> TestVerdict | None:
         """The tests' verdict when the action called run_tests() or finish(); None when it called neither."""
-        time_left = self.config.max_time - (time.monotonic() - self.started)
-        if self.tests is None:
-            return TestVerdict(unavailable_report()) if request else None
-        if request is not None:
-            verdict = self.tests.check(number, request, time_left)
-        elif observation.finished is not None:
-            verdict = self.tests.gate(number, time_left)
-        else:
+        control = observation.control
+        if control is None:
             return None
+        if self.tests is None:
+            return TestVerdict(unavailable_report()) if isinstance(control, RunTests) else None
+        if isinstance(control, RunTests):
+            verdict = self.tests.check(number, control, self._time_left())
+        else:
+            verdict = self.tests.gate(number, self._time_left())
         self.usage.add(verdict.usage)  # the summary model's, if it ran
+        self.cancel.check()
         return verdict
 
-    def _act(self, number: int, parsed: ParsedReply, timeout: float) -> Observation:
-        self.observer.action_started(number, parsed.thought, parsed.code or "")
-        return self.sandbox.run(parsed.code or "", timeout)
+    def _observation_text(
+        self,
+        observation: Observation,
+        timeout: float,
+        edits: StepEdits | None,
+        tests: str | None,
+        *,
+        accepted: bool = False,
+        interrupted: bool = False,
+    ) -> str:
+        reshaped = edits.reshaped if edits else []
+        outline = self.repo_map.outline(reshaped).strip() if self.repo_map and reshaped else ""
+        steps_left = self.config.max_steps - (len(self.steps) + 1 - self._turn_first_step)
+        return render(
+            "observation",
+            obs=observation,
+            timeout=timeout,
+            steps_left=steps_left,
+            notes=edits.warnings if edits else [],
+            map_update=outline,
+            tests=tests,
+            accepted=accepted,
+            interrupted=interrupted,
+        )
 
-    def _record_step(
+    def _record(
         self,
         number: int,
         reply: ModelReply,
         parsed: ParsedReply,
         observation: Observation | None,
         text: str,
+        *,
+        ends: str | None = None,
     ) -> None:
         step = Step(number, reply.content, parsed.thought, parsed.code, observation, text, reply.usage)
         self.steps.append(step)
         self.messages.append({"role": "assistant", "content": reply.content})
         self.messages.append({"role": "user", "content": text})
-        self.trajectory.event(
-            "observation", step=number, code=parsed.code, observation=observation, text=text
-        )
-        self.observer.step_finished(step)
+        self.events.emit(Observed(number, parsed.code, observation, text, ends))
 
-    def _result(self, status: str, exit_code: int, message: str, summary: str | None = None) -> RunResult:
-        result = RunResult(
+    def _result(self, status: str, exit_code: int, message: str, summary: str | None = None) -> TurnResult:
+        return TurnResult(
             status=status,
             exit_code=exit_code,
             message=message,
             summary=summary,
-            steps=self.steps,
+            steps=self.steps[self._turn_first_step :],
             usage=self.usage,
-            wall_s=time.monotonic() - self.started,
+            wall_s=time.monotonic() - self._turn_started,
         )
-        self.trajectory.event(
-            "result", status=status, exit_code=exit_code, message=message, summary=summary, usage=self.usage
-        )
-        return result

@@ -7,7 +7,6 @@ attributes, filters or line-ending conversion), so restoring a checkpoint gives 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -16,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_cli.errors import UsageError
-from agent_cli.workspace import git, has_ref
+from agent_cli.gitops import git, has_ref, nul_joined
+from agent_cli.workspace import RUN_REF_PREFIX as REF_PREFIX
+from agent_cli.workspace import Workspace
 
-REF_PREFIX = "refs/actsmith/runs/"
 GITLINK = "160000"
-_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actsmith-checkpoints")
 IDENTITY = {
     "GIT_AUTHOR_NAME": "actsmith",
     "GIT_AUTHOR_EMAIL": "actsmith@localhost",
@@ -41,17 +40,32 @@ class RunCheckpoints:
     """The checkpoints of one run: step 0 is the state before it, step N the state after action N."""
 
     root: Path
-    git_dir: Path
+    state_dir: Path  # the run's private folder inside .git (read-only to the sandbox): its index
     run_id: str
     task: str
     branch: str | None = None  # set when the run works in its own worktree
     started: float = field(default_factory=time.time)
     submodules: list[RunCheckpoints] = field(default_factory=list)  # found when step 0 is recorded
+    index_name: str = "index"
+
+    @classmethod
+    def for_run(
+        cls,
+        workspace: Workspace,
+        run_id: str,
+        task: str,
+        *,
+        root: Path | None = None,
+        branch: str | None = None,
+    ) -> RunCheckpoints:
+        """The checkpoints of a run whose id `workspace` reserved, of `root` (a worktree) or the checkout."""
+        return cls(root or workspace.root, workspace.run_state_dir(run_id), run_id, task, branch)
 
     def __post_init__(self) -> None:
         self.task = " ".join(self.task.split())[:200]  # one line: it is stored as a commit message field
         self._history: list[Checkpoint] = []
         self._pending: Future | None = None  # a checkpoint still being written in the background
+        self._writer: ThreadPoolExecutor | None = None
 
     @property
     def history(self) -> list[Checkpoint]:
@@ -68,7 +82,9 @@ class RunCheckpoints:
         """Write what is staged as `step`'s checkpoint in the background: the caller already has the
         step's diff, and whatever reads the history next waits for it (the next step, seconds later)."""
         self.settle()
-        self._pending = _WRITER.submit(lambda: self._record(step, tree=self.write_tree()))
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actsmith-checkpoints")
+        self._pending = self._writer.submit(lambda: self._record(step, tree=self.write_tree()))
 
     @property
     def ref(self) -> str:
@@ -77,7 +93,7 @@ class RunCheckpoints:
     @property
     def index(self) -> Path:
         # Inside .git, which the sandbox sees read-only: code in the sandbox cannot tamper with it.
-        return self.git_dir / "actsmith" / f"index-{self.run_id}"
+        return self.state_dir / self.index_name
 
     @property
     def index_env(self) -> dict[str, str]:
@@ -113,8 +129,16 @@ class RunCheckpoints:
         history = self._history
         if not history:
             self.submodules = [
-                RunCheckpoints(path, git_dir, self.run_id, self.task, self.branch, started=self.started)
-                for path, git_dir in checked_out_submodules(self.root)
+                RunCheckpoints(
+                    path,
+                    self.state_dir,
+                    self.run_id,
+                    self.task,
+                    self.branch,
+                    started=self.started,
+                    index_name=f"{self.index_name}-submodule-{number}",
+                )
+                for number, path in enumerate(checked_out_submodules(self.root))
             ]
         for submodule in self.submodules:
             # A superproject snapshot holds only a submodule's commit; its files are kept by its own ref.
@@ -141,15 +165,24 @@ class RunCheckpoints:
         history.append(checkpoint)
         return checkpoint
 
-    def close(self, status: str) -> Checkpoint:
-        """Record the final state with the run's outcome and drop the private index. The tree can differ
-        from the last step's when the run was interrupted in the middle of an action."""
-        last = self.history[-1]
-        tree = self.snapshot()
-        step = last.step if tree == last.tree else last.step + 1
-        final = self.record(step, status, subject="actsmith end", tree=tree)
-        for checkpoints in [self, *self.submodules]:
-            checkpoints.index.unlink(missing_ok=True)
+    def close(self, status: str) -> Checkpoint | None:
+        """Record the final state with the run's outcome and drop the private state. The tree can
+        differ from the last step's when the run was interrupted in the middle of an action. None
+        when the run never recorded its start."""
+        final = None
+        try:
+            if self._history or self._pending is not None:
+                last = self.history[-1]
+                tree = self.snapshot()
+                step = last.step if tree == last.tree else last.step + 1
+                final = self.record(step, status, subject="actsmith end", tree=tree)
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+            for checkpoints in [self, *self.submodules]:
+                checkpoints.index.unlink(missing_ok=True)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
         return final
 
 
@@ -235,7 +268,7 @@ def restore(root: Path, current_tree: str, target_tree: str) -> list[str]:
                 "-z",
                 "--stdin",
                 env=env,
-                input="\0".join(wanted).encode("utf-8", "surrogateescape"),
+                input=nul_joined(wanted),
             )
     return [path for path, _ in changed]
 
@@ -248,9 +281,10 @@ class Undone:
     record: str  # the undo's own run id: undoing it brings the overwritten state back
 
 
-def undo(root: Path, git_dir: Path, run_id: str | None = None, step: int | None = None) -> Undone:
+def undo(workspace: Workspace, run_id: str | None = None, step: int | None = None) -> Undone:
     """Restore the working tree to a run's state before it began (or after one of its steps). The
     undo is itself recorded as a run, so nothing the working tree held is lost."""
+    root = workspace.root
     runs = list_runs(root)
     if not runs:
         raise UsageError("there is no actsmith run to undo in this repository")
@@ -265,8 +299,8 @@ def undo(root: Path, git_dir: Path, run_id: str | None = None, step: int | None 
     step = 0 if step is None else step
     if not 0 <= step < len(run.trees):
         raise UsageError(f"run {run.run_id} has steps 0 to {len(run.trees) - 1}; --step {step} is not one")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    record = RunCheckpoints(root, git_dir, f"{stamp}-undo-{os.getpid()}", f"undo {run.run_id}")
+    undo_id = workspace.reserve_run_id("undo")
+    record = RunCheckpoints.for_run(workspace, undo_id, f"undo {run.run_id}")
     before = record.record(0)
     paths = restore(root, before.tree, run.trees[step])
     for submodule in record.submodules:
@@ -293,15 +327,14 @@ def _changed_paths(root: Path, current: str, target: str) -> list[tuple[str, boo
     return changed
 
 
-def checked_out_submodules(root: Path) -> list[tuple[Path, Path]]:
-    """(working tree, git dir) of each submodule that is checked out, nested ones included."""
+def checked_out_submodules(root: Path) -> list[Path]:
+    """The working tree of each submodule that is checked out."""
     out = git(root, "ls-files", "-z", "--stage").decode("utf-8", "surrogateescape")
     found = []
     for entry in out.split("\0"):
         meta, _, path = entry.partition("\t")
         if meta.startswith(GITLINK) and (root / path / ".git").exists():
-            git_dir = git(root / path, "rev-parse", "--absolute-git-dir").decode().strip()
-            found.append((root / path, Path(git_dir)))
+            found.append(root / path)
     return found
 
 

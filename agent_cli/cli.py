@@ -5,15 +5,26 @@ Heavy modules (litellm, docker, git, the agent) are imported inside commands so 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
 
 import typer
 
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError
+from agent_cli.settings import FIELDS, flag_name, spec_of, value_type
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent_cli.cancel import CancelToken
+    from agent_cli.events import EventStream
+    from agent_cli.workspace import Workspace
 
 app = typer.Typer(
     name="actsmith",
@@ -28,7 +39,7 @@ P = ParamSpec("P")
 
 
 def reports_errors(command: Callable[P, None]) -> Callable[P, None]:
-    """Turn our errors into one line and the exit code DESIGN.md assigns, and Ctrl-C into 130."""
+    """Turn our errors into one line and the exit code they carry, and Ctrl-C into 130."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
@@ -47,6 +58,39 @@ def reports_errors(command: Callable[P, None]) -> Callable[P, None]:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def with_settings(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command one flag per setting (declared once, in settings.py); it receives the flags the
+    user passed as `flags`, for load_settings to merge over the other sources."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "flags"]
+    added = [_setting_parameter(name) for name, item in FIELDS.items() if spec_of(item).cli]
+    names = {parameter.name for parameter in added}
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        flags = {name: kwargs.pop(name) for name in names}
+        command(**kwargs, flags=flags)
+
+    parameters = own + added
+    wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__
+    return wrapper
+
+
+def _setting_parameter(name: str) -> inspect.Parameter:
+    item = FIELDS[name]
+    spec, kind = spec_of(item), value_type(item)
+    option = spec.flag or flag_name(item)
+    if kind is bool and "/" not in option:
+        option = f"{option}/--no-{option[2:]}"
+    default = item.default
+    shown = ("on" if default else "off") if isinstance(default, bool) else default
+    help_text = spec.help + (f" (default: {shown})" if shown not in (None, "") else "")
+    optional: Any = kind | None
+    annotation = Annotated[optional, typer.Option(option, help=help_text, show_default=False)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
 def _is_environment_error(error: Exception) -> bool:
@@ -70,128 +114,86 @@ def _progress(line: str) -> None:
     _console(stderr=True).print(line, style="dim", markup=False, highlight=False)
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
 
 
-def _open_workspace(repo: Path | None):
+def _open_workspace(repo: Path | None) -> Workspace:
     from agent_cli.workspace import Workspace
 
     return Workspace.open(repo or Path.cwd())
 
 
+@contextlib.contextmanager
+def interrupts_cancel(token: CancelToken) -> Iterator[None]:
+    """While a session runs, Ctrl-C and SIGTERM trip its token (the action is interrupted, the model
+    call abandoned, the sandbox removed as the session closes). When nothing watches the token (set-up,
+    an image build) or on a second Ctrl-C, they interrupt at once, as usual."""
+
+    def handler(signum: int, frame: object) -> None:
+        if token.watched and not token.cancelled:
+            token.cancel("interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)")
+            return
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _event_stream(json_output: bool) -> tuple[EventStream, Callable[[], None]]:
+    """The consumers a terminal command shows its session through: the rich view, or JSON lines."""
+    from agent_cli.events import EventStream
+    from agent_cli.trajectory import stdout_json
+    from agent_cli.ui import TerminalView
+
+    events = EventStream()
+    if json_output:
+        sink = stdout_json()
+        events.subscribe(sink)
+        return events, sink.close
+    view = TerminalView(_console(), _console(stderr=True))
+    events.subscribe(view)
+    return events, view.close
+
+
 @app.command()
 @reports_errors
+@with_settings
 def run(
     task: Annotated[str, typer.Argument(help="What the agent should do, in plain words.")],
     repo: Annotated[
         Path | None, typer.Option(help="Repository to work in (default: the current one).")
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Any litellm model name, or replay:PATH for a scripted model.")
-    ] = None,
-    api_base: Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (exit 3).")] = None,
-    max_cost: Annotated[
-        float | None, typer.Option(help="Stop once the run cost this many USD (exit 3).")
-    ] = None,
-    max_time: Annotated[float | None, typer.Option(help="Stop after this many seconds of wall time.")] = None,
-    action_timeout: Annotated[
-        float | None, typer.Option(help="Seconds before an action is interrupted.")
-    ] = None,
-    max_output: Annotated[
-        int | None, typer.Option("--max-output", help="Characters of action output shown to the model.")
-    ] = None,
-    trajectory: Annotated[Path | None, typer.Option(help="Write the JSON Lines trajectory here.")] = None,
-    image: Annotated[
-        str | None, typer.Option(help="Use this sandbox image instead of building ours.")
-    ] = None,
-    network: Annotated[
-        bool | None, typer.Option("--network/--no-network", help="Give the sandbox network access.")
-    ] = None,
-    memory: Annotated[
-        str | None, typer.Option(help="Memory limit of the sandbox, such as 512m or 8g (default 4g).")
-    ] = None,
-    cpus: Annotated[float | None, typer.Option(help="CPUs the sandbox may use (default 2).")] = None,
-    pids: Annotated[
-        int | None, typer.Option(help="Processes the sandbox may run at once (default 1024).")
-    ] = None,
-    commit: Annotated[
-        bool | None,
-        typer.Option(
-            "--commit/--no-commit", help="Commit the run's changes (only its files) when it finishes."
-        ),
-    ] = None,
-    worktree: Annotated[
-        bool | None,
-        typer.Option(
-            "--worktree/--in-place",
-            help="Work in a new git worktree on branch actsmith/<slug> and commit there; your checkout is untouched.",
-        ),
-    ] = None,
-    test_cmd: Annotated[
-        str | None,
-        typer.Option(help="The test command (default: detected: pytest, unittest, npm, go, cargo, make)."),
-    ] = None,
-    tests: Annotated[
-        bool | None,
-        typer.Option(
-            "--tests/--no-tests", help="Run a baseline and check the tests when the model finishes."
-        ),
-    ] = None,
-    max_test_rounds: Annotated[
-        int | None,
-        typer.Option(help="Test reports sent back on finish() before the run ends failing (exit 1)."),
-    ] = None,
-    test_timeout: Annotated[float | None, typer.Option(help="Seconds before a test run is stopped.")] = None,
-    summary_model: Annotated[
-        str | None, typer.Option(help="Model that condenses long test output (default: --model).")
-    ] = None,
-    map_tokens: Annotated[
-        int | None,
-        typer.Option(help="Token budget of the repo map in the first prompt (default 1024; 0: no map)."),
-    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the session's events as JSON lines on stdout, nothing else.")
+    ] = False,
+    *,
+    flags: dict[str, Any],
 ) -> None:
     """Solve TASK in the repository, then print what changed."""
-    from agent_cli.runner import run_task
+    from agent_cli.session import Session, require_task
     from agent_cli.settings import load_settings
-    from agent_cli.ui import TerminalObserver, render_summary
 
+    require_task(task)
     workspace = _open_workspace(repo)
-    flags = {
-        "model": model,
-        "api_base": api_base,
-        "max_steps": max_steps,
-        "max_cost": max_cost,
-        "max_time": max_time,
-        "action_timeout": action_timeout,
-        "max_output_chars": max_output,
-        "trajectory": trajectory.resolve() if trajectory else None,
-        "image": image,
-        "network": network,
-        "memory": memory,
-        "cpus": cpus,
-        "pids": pids,
-        "commit": commit,
-        "worktree": worktree,
-        "test_cmd": test_cmd,
-        "tests": tests,
-        "max_test_rounds": max_test_rounds,
-        "test_timeout": test_timeout,
-        "summary_model": summary_model,
-        "map_tokens": map_tokens,
-    }
+    if flags.get("trajectory") is not None:
+        flags["trajectory"] = Path(os.path.abspath(flags["trajectory"]))
     settings = load_settings(workspace.root, flags)
-    console = _console()
-    observer = TerminalObserver(console)
+    events, close_view = _event_stream(json_output)
+    session = Session(settings, workspace, label=task, events=events, task=task)
     try:
-        outcome = run_task(task, workspace, settings, observer, log=_progress)
+        with interrupts_cancel(session.cancel), session:
+            session.run(task)
     finally:
-        observer.close()
-    render_summary(console, outcome)
-    raise typer.Exit(outcome.exit_code)
+        close_view()
+    assert session.outcome is not None
+    raise typer.Exit(session.outcome.exit_code)
 
 
 @app.command()
@@ -207,7 +209,7 @@ def undo(
     from agent_cli.checkpoints import undo as undo_run
 
     workspace = _open_workspace(repo)
-    undone = undo_run(workspace.root, workspace.git_dir, run_id, step)
+    undone = undo_run(workspace, run_id, step)
     where = "before it began" if undone.step == 0 else f"after step {undone.step}"
     _console().print(
         f"restored {len(undone.paths)} file(s) to run {undone.run.run_id} {where}; "

@@ -53,11 +53,11 @@ def exit_code(checks: list[Check]) -> int:
 def check_settings(repo: Path | None, flags: dict[str, Any]) -> tuple[Check, Settings]:
     """The merged settings and the sandbox limits they give. When they are broken, defaults and the
     model named by the flags stand in, so the other checks still run."""
-    from agent_cli.runner import sandbox_limits
+    from agent_cli.sandbox import SandboxLimits
 
     try:
         settings = load_settings(repo, flags)
-        limits = sandbox_limits(settings)
+        limits = SandboxLimits.from_settings(settings)
     except ActsmithError as error:
         fallback = Settings(model=flags.get("model") or "", api_base=flags.get("api_base"))
         return Check("settings", False, str(error)), fallback

@@ -12,20 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_cli.checkpoints import Checkpoint, RunCheckpoints
+from agent_cli.gitops import git
 from agent_cli.syntax import Definition, FileTags, SyntaxProblem, analyse, language_for
-from agent_cli.workspace import git
 
 MAX_ANALYSED_BYTES = 1_000_000  # bigger files are counted, not parsed
 MAX_FILES_SHOWN = 25
 MAX_SYMBOLS_SHOWN = 8
 PARSE_CACHE_SIZE = 256
-_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="actsmith-ledger")
 
 
 @dataclass(frozen=True)
 class FileChange:
     path: str
-    status: str  # created | changed | deleted | renamed
+    status: str  # created | changed | deleted | renamed | reverted (back to its state before the run)
     old_path: str | None = None
     symbols: tuple[str, ...] = ()  # "+name" new, "-name" removed, "name" body changed
     problem: SyntaxProblem | None = None  # set when the file does not parse after the step
@@ -35,6 +34,25 @@ class FileChange:
 class StepEdits:
     step: int
     files: tuple[FileChange, ...]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Syntax problems this step left, for the step's own observation."""
+        return [
+            f"{change.path} line {change.problem.line}: {change.problem.message}: the file no longer parses"
+            for change in self.files
+            if change.problem is not None
+        ]
+
+    @property
+    def reshaped(self) -> list[str]:
+        """Files whose definitions this step added, removed or moved: the model gets their outline."""
+        return [
+            change.path
+            for change in self.files
+            if change.status in ("created", "changed", "renamed")
+            and (change.status == "renamed" or any(s[0] in "+-" for s in change.symbols))
+        ]
 
 
 @dataclass(frozen=True)
@@ -81,18 +99,35 @@ class Ledger:
     steps: list[StepEdits] = field(default_factory=list)
     problems: dict[str, SyntaxProblem] = field(default_factory=dict)  # files that do not parse now
     net: dict[str, DiffEntry] = field(default_factory=dict)  # files that differ from the base now
-    base_tree: str = ""  # the state before the run, set by start()
+    base: Checkpoint | None = None  # the state before the run, set by start()
     _parsed: dict[str, _Parsed] = field(default_factory=dict)  # by blob id, oldest first
     _view: tuple[int, LedgerView] | None = None  # the last view, keyed by the number of editing steps
+    _pool: ThreadPoolExecutor | None = None
+
+    @property
+    def base_tree(self) -> str:
+        assert self.base is not None, "Ledger.start() records the base first"
+        return self.base.tree
+
+    @property
+    def current(self) -> Checkpoint:
+        """The latest checkpoint (waiting for one still being written)."""
+        return self.checkpoints.history[-1]
 
     def start(self) -> Checkpoint:
         """Checkpoint the exact state before the first action (the user's uncommitted work included)."""
-        base = self.checkpoints.record(0)
-        self.base_tree = base.tree
-        return base
+        self.base = self.checkpoints.record(0)
+        return self.base
 
-    def record_step(self, step: int) -> list[str]:
-        """Checkpoint after an action and record its edits; return syntax warnings for its observation."""
+    def close(self, status: str) -> Checkpoint | None:
+        """Record the final state with the session's outcome; None if the start was never recorded."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        return self.checkpoints.close(status)
+
+    def record_step(self, step: int) -> StepEdits:
+        """Checkpoint after an action and record what it changed."""
         previous = self.checkpoints.history[-1]
         self.checkpoints.stage()
         entries = self._diff(previous.tree)  # the freshly staged index against the last checkpoint
@@ -104,27 +139,39 @@ class Ledger:
             # it, and the checkpoint commit is written in the background (the next step waits for it).
             self.checkpoints.record_staged_later(step)
             touched = {path for entry in entries for path in (entry.path, entry.old_path) if path}
-            net = _BACKGROUND.submit(self._net_update, touched)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actsmith-ledger")
+            net = self._pool.submit(self._net_update, touched)
             files = self._changes(entries)
+            differed = set(self.net)
             self._apply_net(*net.result())
-        self.steps.append(StepEdits(step, files))
+            files = tuple(self._mark_revert(change, differed) for change in files)
+        edits = StepEdits(step, files)
+        self.steps.append(edits)
         for change in files:
             self.problems.pop(change.old_path or change.path, None)
             if change.problem is not None:
                 self.problems[change.path] = change.problem
-        return [
-            f"{change.path} line {change.problem.line}: {change.problem.message}: the file no longer parses"
-            for change in files
-            if change.problem is not None
-        ]
+        return edits
+
+    def _mark_revert(self, change: FileChange, differed: set[str]) -> FileChange:
+        """A file this step put back exactly as it was before the run: nothing of it is left to
+        describe, so no symbols and no map (its definitions are the ones the model started with)."""
+        if change.status == "deleted" or change.path not in differed or change.path in self.net:
+            return change
+        return FileChange(change.path, "reverted", None, (), change.problem)
 
     def _net_update(self, touched: set[str]) -> tuple[list[str], list[DiffEntry]]:
         """Re-diff against the base only the paths this step touched (and renames involving them):
         line counts need content diffs, and a long run's other files have not changed."""
         related = {
-            p for e in self.net.values() if {e.path, e.old_path} & touched for p in (e.path, e.old_path)
+            p
+            for e in self.net.values()
+            if {e.path, e.old_path} & touched
+            for p in (e.path, e.old_path)
+            if p is not None
         }
-        paths = sorted((touched | related) - {None})
+        paths = sorted(touched | related)
         return paths, self._diff(self.base_tree, paths, numstat=True)
 
     def _apply_net(self, paths: list[str], entries: list[DiffEntry]) -> None:
@@ -181,7 +228,9 @@ class Ledger:
         (unfiltered), and reading them costs no git process."""
         contents = {}
         for entry in entries:
-            if entry.new_blob and entry.new_blob not in self._parsed and entry.new_mode in REGULAR_MODES:
+            cached = self._parsed.get(entry.new_blob or "")
+            # A blob parsed only as an old version (no syntax check) is read again for the check.
+            if entry.new_blob and not (cached and cached.checked) and entry.new_mode in REGULAR_MODES:
                 try:
                     data = (self.checkpoints.root / entry.path).read_bytes()
                 except OSError:

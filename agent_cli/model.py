@@ -19,6 +19,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -78,13 +79,27 @@ class ModelReply:
     latency_s: float
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A failed request that will be tried again after `delay_s`."""
+
+    model: str
+    attempt: int  # the attempt that failed, from 1
+    error: str
+    delay_s: float
+
+
+RetryHook = Callable[[Retry], None]
+
+
 @runtime_checkable
 class Model(Protocol):
-    """What the agent loop needs from a model: a name for logs and one call."""
+    """What the agent loop needs from a model: a name for logs and one call. `timeout` bounds the
+    whole call, retries included (the run's time left); None leaves it to the model's own limits."""
 
     name: str
 
-    def complete(self, messages: list[dict[str, str]]) -> ModelReply: ...
+    def complete(self, messages: list[dict[str, str]], *, timeout: float | None = None) -> ModelReply: ...
 
 
 # --------------------------------------------------------------------------------------------- factory
@@ -137,7 +152,7 @@ class ReplayModel:
         self.replies = _load_replies(self.path)
         self._next = 0
 
-    def complete(self, messages: list[dict[str, str]]) -> ModelReply:
+    def complete(self, messages: list[dict[str, str]], *, timeout: float | None = None) -> ModelReply:
         if self._next >= len(self.replies):
             raise ModelStopped(f"replay file {self.path} has no reply left after {len(self.replies)} replies")
         content = self.replies[self._next]
@@ -209,50 +224,71 @@ class LiteLLMModel:
         api_base: str | None = None,
         api_key: str | None = None,
         temperature: float | None = None,
-        timeout: float = 120.0,
+        timeout: float = 180.0,
         max_retries: int = 4,
         backoff_s: float = 1.0,
         extra: dict | None = None,
+        on_retry: RetryHook | None = None,
     ) -> None:
         self.name = name
         self.api_base = api_base
         self.api_key = api_key
         self.temperature = temperature
-        self.timeout = timeout
+        self.timeout = timeout  # one request; the caller's `timeout` bounds the whole call
         self.max_retries = max(0, max_retries)
         self.backoff_s = backoff_s
         self.extra: dict[str, Any] = dict(extra or {})
+        self.on_retry = on_retry
 
-    def complete(self, messages: list[dict[str, str]]) -> ModelReply:
-        """One reply, retrying transient failures (429, 5xx, timeouts, connection errors, bad bodies)."""
+    def complete(self, messages: list[dict[str, str]], *, timeout: float | None = None) -> ModelReply:
+        """One reply, retrying transient failures (429, 5xx, timeouts, connection errors, bad bodies),
+        each request and the whole call bounded by `timeout` when given."""
         litellm = import_litellm()
         started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
         last_error: Exception | None = None
+        out_of_time = False
         for attempt in range(self.max_retries + 1):
+            request_timeout = self.timeout
+            if deadline is not None:
+                request_timeout = min(request_timeout, deadline - time.monotonic())
+                if out_of_time := request_timeout <= 0:
+                    break
             try:
-                response = litellm.completion(**self._request(messages))
+                response = litellm.completion(**self._request(messages, request_timeout))
                 content = _content_of(response)
             except Exception as exc:  # every failure is classified below; none escapes as a traceback
                 if not _is_retryable(exc):
                     raise ModelError(self._fatal_message(exc)) from exc
                 last_error = exc
-                if attempt < self.max_retries:
-                    time.sleep(self._delay(attempt, exc))
+                if attempt == self.max_retries:
+                    break
+                delay = self._delay(attempt, exc)
+                if deadline is not None and (out_of_time := time.monotonic() + delay >= deadline):
+                    break
+                if self.on_retry is not None:
+                    self.on_retry(Retry(self.name, attempt + 1, self._describe(exc), round(delay, 2)))
+                time.sleep(delay)
                 continue
             usage = Usage(*_tokens_of(response), cost=_cost_of(litellm, response))
             return ModelReply(content, usage, self.name, time.monotonic() - started)
+        if out_of_time:
+            raise ModelStopped(
+                f"model {self.name} gave no answer within the {timeout:.0f} s left; "
+                f"last error: {self._describe(last_error)}"
+            ) from last_error
         raise ModelStopped(
             f"model {self.name} kept failing after {self.max_retries} retries; "
             f"last error: {self._describe(last_error)}"
         ) from last_error
 
-    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _request(self, messages: list[dict[str, str]], timeout: float) -> dict[str, Any]:
         """Arguments for litellm.completion. Retries are off on both litellm's and the SDK's side."""
         request: dict[str, Any] = {
             **self.extra,
             "model": self.name,
             "messages": messages,
-            "timeout": self.timeout,
+            "timeout": timeout,
             "num_retries": 0,
             "max_retries": 0,
         }

@@ -1,75 +1,211 @@
-"""Settings, resolved in order: command-line flags > ACTSMITH_* environment > ./.actsmith.toml in the
-repository > the user config file > defaults."""
+"""Settings: the one place each knob is declared (default, range, help, flag), resolved in order:
+command-line flags > ACTSMITH_* environment > the repository's .actsmith.toml > the user config file >
+defaults. Every value is checked once, as it arrives, and a bad one is a single line naming where it
+came from. The agent's config, the sandbox limits and the CLI's flags are all derived from here.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from agent_cli.errors import UsageError
 
 REPO_CONFIG = ".actsmith.toml"
-# A repository is not trusted to choose where API keys are sent, what runs outside the sandbox's
-# defaults, or where files are written on the host; the sandbox could also edit this file.
-NOT_FROM_REPO = ("api_base", "image", "base_image", "network", "memory", "cpus", "pids", "trajectory")
+MIN_MEMORY = 64 << 20  # the supervisor, the interpreter and a test run need some room
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmg]?)b?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How a setting is shown and checked."""
+
+    help: str
+    flag: str | None = None  # the CLI option; default: --name-with-dashes (bools get --no-name)
+    low: float | None = None  # inclusive, unless `above`
+    high: float | None = None
+    above: bool = False  # the value must be strictly greater than `low`
+    from_repo: bool = True  # False: a repository's .actsmith.toml may not set it (see NOT_FROM_REPO)
+    cli: bool = True  # offered as a flag on run, chat and ci
+
+
+def setting(default: Any, help: str, **spec: Any) -> Any:
+    return field(default=default, metadata={"spec": Spec(help, **spec)})
 
 
 @dataclass(frozen=True)
 class Settings:
-    model: str = ""
-    api_base: str | None = None
-    max_steps: int = 30
-    max_cost: float = 2.0  # US dollars per run
-    max_time: float = 1800.0  # seconds of wall time per run
-    action_timeout: float = 120.0
-    max_output_chars: int = 10_000
-    image: str | None = None  # a ready sandbox image; by default one is built from sandboxes/
-    base_image: str = "python:3.12-slim"
-    memory: str = "4g"
-    cpus: float = 2.0
-    pids: int = 1024
-    network: bool = False
-    trajectory: Path | None = None
-    commit: bool = False  # commit the run's changes when it finishes cleanly
-    worktree: bool = False  # work in a new worktree on branch actsmith/<slug>, leaving the checkout alone
-    test_cmd: str | None = None  # the test command; detected per ecosystem when unset
-    tests: bool = True  # baseline + gate on finish(); --no-tests turns both off (run_tests() still works)
-    max_test_rounds: int = 3  # test reports sent back on finish() before a failing finish() ends the run
-    test_timeout: float = 600.0  # seconds per test run
-    summary_model: str | None = None  # condenses long raw test output; default: the main model
-    map_tokens: int = 1024  # budget of the repo map in the first prompt; 0 sends the short summary
+    model: str = setting("", "Any litellm model name, or replay:PATH for scripted replies.")
+    # A repository is not trusted to choose where API keys are sent, what loosens the sandbox, or
+    # where files are written on the host; the sandbox could also edit its .actsmith.toml.
+    api_base: str | None = setting(
+        None, "Base URL of an OpenAI-compatible server (Ollama, vLLM...).", from_repo=False
+    )
+    model_timeout: float = setting(
+        180.0,
+        "Seconds one model request may take before it is retried (never past the time left).",
+        low=1,
+        high=3600,
+    )
+    max_steps: int = setting(30, "Stop after this many steps (exit 3).", low=1, high=100_000)
+    max_cost: float = setting(
+        2.0, "Stop once the run cost this many USD (exit 3).", low=0, above=True, high=100_000
+    )
+    max_time: float = setting(
+        1800.0, "Stop after this many seconds of wall time (exit 3).", low=1, high=7 * 86400
+    )
+    action_timeout: float = setting(120.0, "Seconds before an action is interrupted.", low=1, high=86400)
+    max_output_chars: int = setting(
+        10_000,
+        "Characters of an action's output shown to the model.",
+        flag="--max-output",
+        low=200,
+        high=10_000_000,
+    )
+    trajectory: Path | None = setting(None, "Write the JSON Lines trajectory here.", from_repo=False)
+    image: str | None = setting(
+        None, "A ready sandbox image to use instead of building ours.", from_repo=False
+    )
+    base_image: str = setting("python:3.12-slim", "Base of the sandbox image.", from_repo=False, cli=False)
+    memory: str = setting(
+        "4g", "Memory limit of the sandbox, such as 512m or 8g (at least 64m).", from_repo=False
+    )
+    cpus: float = setting(2.0, "CPUs the sandbox may use.", low=0, above=True, high=1024, from_repo=False)
+    pids: int = setting(
+        1024, "Processes the sandbox may run at once.", low=32, high=4_194_304, from_repo=False
+    )
+    network: bool = setting(False, "Give the sandbox network access.", from_repo=False)
+    commit: bool = setting(False, "Commit the run's changes (only its files) when it finishes.")
+    worktree: bool = setting(
+        False,
+        "Work in a new git worktree on branch actsmith/<slug> and commit there; your checkout is untouched.",
+        flag="--worktree/--in-place",
+    )
+    test_cmd: str | None = setting(
+        None, "The test command (default: detected: pytest, unittest, npm, go, cargo, make)."
+    )
+    tests: bool = setting(True, "Run a baseline and check the tests when the model finishes.")
+    max_test_rounds: int = setting(
+        3, "Test reports sent back on finish() before the run ends failing (exit 1).", low=0, high=100
+    )
+    test_timeout: float = setting(600.0, "Seconds before a test run is stopped.", low=1, high=86400)
+    summary_model: str | None = setting(None, "Model that condenses long test output (default: --model).")
+    map_tokens: int = setting(
+        1024, "Token budget of the repo map in the first prompt (0: no map).", low=0, high=200_000
+    )
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            problem = check_value(item, getattr(self, item.name))
+            if problem:
+                raise UsageError(f"{item.name} = {getattr(self, item.name)!r} is {problem}")
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_size(self.memory) or 0
 
 
-FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+FIELDS: dict[str, Field[Any]] = {f.name: f for f in fields(Settings)}
+
+
+def spec_of(item: Field[Any]) -> Spec:
+    return item.metadata["spec"]
+
+
+NOT_FROM_REPO = tuple(name for name, f in FIELDS.items() if not spec_of(f).from_repo)
+
+
+def value_type(item: Field[Any]) -> type:
+    """The plain type of a setting (its annotation is a string under `from __future__`)."""
+    kind = str(item.type).split("|")[0].strip()
+    return {"bool": bool, "int": int, "float": float, "Path": Path}.get(kind, str)
+
+
+def flag_name(item: Field[Any]) -> str:
+    spec = spec_of(item)
+    if spec.flag:
+        return spec.flag.split("/")[0]
+    return "--" + item.name.replace("_", "-")
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes in a size such as 512m or 4g; None when it is not one."""
+    match = _SIZE.fullmatch(str(text).strip())
+    if not match:
+        return None
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def check_value(item: Field[Any], value: Any) -> str | None:
+    """Why a value is not acceptable for a setting, or None."""
+    if value is None:
+        return None if "None" in str(item.type) else "missing: a value is required"
+    if item.name == "memory":
+        size = parse_size(value)
+        if size is None:
+            return "not a size such as 512m or 4g (units k, m, g)"
+        return "too small: the sandbox needs at least 64m" if size < MIN_MEMORY else None
+    spec = spec_of(item)
+    if value_type(item) in (int, float) and (spec.low is not None or spec.high is not None):
+        low, high = spec.low, spec.high
+        too_low = low is not None and (value <= low if spec.above else value < low)
+        too_high = high is not None and value > high
+        if too_low or too_high:
+            return f"out of range: {_range_text(spec)}"
+    return None
+
+
+def _range_text(spec: Spec) -> str:
+    low, high = _number(spec.low), _number(spec.high)
+    if spec.above:
+        return f"it must be above {low} and at most {high}"
+    return f"it must be between {low} and {high}"
+
+
+def _number(value: float | None) -> str:
+    return "?" if value is None else format(value, ",.10g")
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Convert a raw value (a flag, an environment string, a TOML value) to the setting's type and
+    check its range; a problem is one line naming the source."""
+    item = FIELDS[name]
+    kind = value_type(item)
+    try:
+        converted = _convert(kind, value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{source}: {name} = {value!r} is not a valid {kind.__name__}") from None
+    problem = check_value(item, converted)
+    if problem:
+        raise UsageError(f"{source}: {name} = {value!r} is {problem}")
+    return converted
+
+
+def _convert(kind: type, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ValueError(value)
+    if kind in (int, float) and isinstance(value, bool):
+        raise ValueError(value)
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    if kind is Path:
+        return Path(value)  # literal: no ~ or $VAR expansion
+    return kind(value)
 
 
 def user_config_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "actsmith" / "config.toml"
-
-
-def _coerce(name: str, value: Any, source: str) -> Any:
-    """Convert a config or environment value to the field's type, or say exactly which value is wrong."""
-    kind = FIELD_TYPES[name]
-    try:
-        if "bool" in kind:
-            if isinstance(value, str):
-                if value.lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                    raise ValueError(value)
-                return value.lower() in {"1", "true", "yes", "on"}
-            return bool(value)
-        if kind.startswith("int"):
-            return int(value)
-        if kind.startswith("float"):
-            return float(value)
-        if "Path" in kind:
-            return Path(value).expanduser()
-        return str(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{source}: {name} = {value!r} is not a valid {kind.split(' ')[0]}") from None
 
 
 def _from_repo_toml(path: Path) -> dict[str, Any]:
@@ -93,19 +229,28 @@ def _from_toml(path: Path) -> dict[str, Any]:
     values = {}
     for key, value in data.items():
         name = key.replace("-", "_")
-        if name not in FIELD_TYPES:
-            raise UsageError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(FIELD_TYPES))})")
+        if name not in FIELDS:
+            raise UsageError(f"{path}: unknown setting {key!r} (known: {', '.join(sorted(FIELDS))})")
         values[name] = _coerce(name, value, str(path))
     return values
 
 
 def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
     values = {}
-    for name in FIELD_TYPES:
-        raw = environ.get(f"ACTSMITH_{name.upper()}")
+    for name in FIELDS:
+        variable = f"ACTSMITH_{name.upper()}"
+        raw = environ.get(variable)
         if raw is not None and raw != "":
-            values[name] = _coerce(name, raw, f"ACTSMITH_{name.upper()}")
+            values[name] = _coerce(name, raw, variable)
     return values
+
+
+def _from_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: _coerce(name, value, flag_name(FIELDS[name]))
+        for name, value in flags.items()
+        if value is not None
+    }
 
 
 def load_settings(
@@ -117,5 +262,5 @@ def load_settings(
     if repo is not None:
         merged.update(_from_repo_toml(repo / REPO_CONFIG))
     merged.update(_from_environment(dict(os.environ if environ is None else environ)))
-    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    merged.update(_from_flags(flags or {}))
     return replace(Settings(), **merged)

@@ -185,7 +185,7 @@ def _tools(language: str) -> tuple[Any, Any]:
 def _language(language: str) -> Any:
     from tree_sitter_language_pack import get_language
 
-    return get_language(language)  # type: ignore[arg-type]
+    return get_language(language)
 
 
 @cache

@@ -1,14 +1,18 @@
-"""The trajectory: one JSON object per line for every event of a run, secrets redacted."""
+"""JSON Lines consumers of the event stream, secrets redacted: the trajectory file, and `--json`
+output on stdout. Both write exactly `Event.record()`, one object per line, flushed at once so a
+killed run still leaves its record."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import time
-from dataclasses import asdict, is_dataclass
+import sys
+import threading
 from pathlib import Path
 from typing import Any, TextIO
+
+from agent_cli.events import Event
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
 # Shapes of well-known credentials, caught even when they did not come from our environment.
@@ -16,26 +20,33 @@ _SECRET_SHAPES = re.compile(
     r"(sk-[A-Za-z0-9_\-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
     r"|AKIA[0-9A-Z]{16}|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_\-]{30,})"
 )
+# user:password@ in a URL (a proxy or a package index with credentials).
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@")
 MIN_SECRET_LENGTH = 8
 
 
 class Redactor:
-    """Replaces the values of secret-looking environment variables, and credential shapes, in any text."""
+    """Replaces the values of secret-looking environment variables, secrets named to it, credential
+    shapes and credentials inside URLs, in any text."""
 
     def __init__(self, environ: dict[str, str] | None = None):
         environ = dict(os.environ if environ is None else environ)
-        secrets = {
-            value: name
-            for name, value in environ.items()
-            if _SECRET_NAME.search(name) and len(value) >= MIN_SECRET_LENGTH
-        }
-        # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = sorted(secrets.items(), key=lambda item: -len(item[0]))
+        self._secrets: list[tuple[str, str]] = []
+        for name, value in environ.items():
+            if _SECRET_NAME.search(name):
+                self.add(value, name)
+
+    def add(self, value: str | None, name: str) -> None:
+        """Redact `value` wherever it appears (a token handed over in code rather than the environment)."""
+        if value and len(value) >= MIN_SECRET_LENGTH and all(value != known for known, _ in self._secrets):
+            self._secrets.append((value, name))
+            self._secrets.sort(key=lambda item: -len(item[0]))  # a secret containing another goes whole
 
     def text(self, text: str) -> str:
         for value, name in self._secrets:
             if value in text:
                 text = text.replace(value, f"[REDACTED:{name}]")
+        text = _URL_CREDENTIALS.sub("[REDACTED]@", text)
         return _SECRET_SHAPES.sub("[REDACTED]", text)
 
     def value(self, value: Any) -> Any:
@@ -45,33 +56,45 @@ class Redactor:
             return {k: self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
-        if is_dataclass(value) and not isinstance(value, type):
-            return self.value(asdict(value))
-        if isinstance(value, Path):
-            return str(value)
         return value
 
 
-class Trajectory:
-    """Appends events to a JSON Lines file, flushing each so a killed run still leaves its record."""
+class JsonLines:
+    """Writes each event as one redacted JSON object per line."""
+
+    def __init__(self, stream: TextIO, redactor: Redactor | None = None):
+        self.stream: TextIO | None = stream
+        self.redactor = redactor or Redactor()
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        line = json.dumps(self.redactor.value(event.record()), ensure_ascii=False) + "\n"
+        with self._lock:
+            if self.stream is not None:
+                self.stream.write(line)
+                self.stream.flush()
+
+    def close(self) -> None:
+        self.stream = None
+
+
+class Trajectory(JsonLines):
+    """The session's record on disk (appended to, so a resumed conversation stays one file)."""
 
     def __init__(self, path: Path, redactor: Redactor | None = None):
         self.path = path
-        self.redactor = redactor or Redactor()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO | None = path.open("a", encoding="utf-8", errors="replace")
-
-    def event(self, kind: str, **data: Any) -> None:
-        if self._file is None:
-            return
-        record = {"event": kind, "time": round(time.time(), 3), **self.redactor.value(data)}
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+        self._file = path.open("a", encoding="utf-8", errors="replace")
+        super().__init__(self._file, redactor)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        super().close()
+        self._file.close()
+
+
+def stdout_json(redactor: Redactor | None = None) -> JsonLines:
+    """`--json`: the same events as the trajectory, on stdout, for scripts."""
+    return JsonLines(sys.stdout, redactor)
 
 
 def read_trajectory(path: Path) -> list[dict[str, Any]]:

@@ -1,18 +1,29 @@
-"""Terminal rendering with rich: each step live, then a summary of the run."""
+"""The terminal view: a consumer of the event stream that shows each step live with rich, then the
+session's summary. It only reads events; it never reaches into the loop."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console, Group
 from rich.panel import Panel
+from rich.status import Status
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from agent_cli.agent import Step
 from agent_cli.checkpoints import RunRecord
-from agent_cli.runner import TaskOutcome
+from agent_cli.events import (
+    ActionStarted,
+    Ended,
+    Event,
+    ModelRetried,
+    Notice,
+    Observed,
+    StepStarted,
+    TurnEnded,
+)
 
 OBSERVATION_LINES = 25
 
@@ -26,42 +37,73 @@ def trim_lines(text: str, keep: int = OBSERVATION_LINES) -> str:
     return "\n".join([*head, f"... {len(lines) - keep} more lines ...", *tail])
 
 
-class TerminalObserver:
-    """Prints each step as the agent takes it."""
+class TerminalView:
+    """Prints each step as the agent takes it: progress lines go to stderr, the steps to stdout."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, errors: Console, *, summary: bool = True):
         self.console = console
-        self._status = None
+        self.errors = errors
+        self.summary = summary  # render the `end` event (run does; chat prints its own turn lines)
+        self._status: Status | None = None
 
-    def model_started(self, step: int) -> None:
-        self._stop_status()
-        self._status = self.console.status(f"step {step}: waiting for the model…", spinner="dots")
-        self._status.start()
+    def emit(self, event: Event) -> None:
+        if isinstance(event, StepStarted):
+            self._spin(f"step {event.step}: waiting for the model…")
+        elif isinstance(event, ActionStarted):
+            self._action(event)
+        elif isinstance(event, Observed):
+            self._observation(event)
+        elif isinstance(event, Notice):
+            self._stop_status()
+            style = "yellow" if event.level == "warning" else "dim"
+            self.errors.print(event.message, style=style, markup=False, highlight=False, soft_wrap=True)
+        elif isinstance(event, ModelRetried):
+            self._stop_status()
+            self.errors.print(
+                f"model: attempt {event.attempt} failed ({event.error}); retrying in {event.delay_s:g} s",
+                style="yellow",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        elif isinstance(event, TurnEnded):
+            self._stop_status()
+        elif isinstance(event, Ended):
+            self._stop_status()
+            if self.summary:
+                render_summary(self.console, event)
 
-    def action_started(self, step: int, thought: str, code: str) -> None:
+    def _action(self, event: ActionStarted) -> None:
         self._stop_status()
-        self.console.rule(f"[bold]step {step}", align="left", style="cyan")
-        if thought:
-            self.console.print(Text(thought, style="italic"))
-        self.console.print(Syntax(code, "python", theme="ansi_dark", line_numbers=False, word_wrap=True))
-        self._status = self.console.status("running…", spinner="dots")
-        self._status.start()
+        self.console.rule(f"[bold]step {event.step}", align="left", style="cyan")
+        if event.thought:
+            self.console.print(Text(event.thought, style="italic"))
+        self.console.print(
+            Syntax(event.code, "python", theme="ansi_dark", line_numbers=False, word_wrap=True)
+        )
+        self._spin("running…")
 
-    def step_finished(self, step: Step) -> None:
+    def _observation(self, event: Observed) -> None:
         self._stop_status()
-        if step.code is None:
-            self.console.rule(f"[bold]step {step.number}", align="left", style="yellow")
-            self.console.print(Text(trim_lines(step.reply, 8), style="italic"))
+        obs = event.observation
+        if event.code is None:
+            self.console.rule(f"[bold]step {event.step}", align="left", style="yellow")
             self.console.print("[yellow]no action in this reply; asking the model for one[/]")
             return
-        obs = step.observation
-        # "[finished]" is what the agent records for a finish() that ended the run; a finish() the
-        # tests sent back carries their report, which is worth showing.
-        if obs is None or step.observation_text == "[finished]":
+        if obs is None:
             return
-        style = "red" if (obs.error or obs.timed_out or obs.restarted) else "green"
-        body = Text(trim_lines(step.observation_text), style="default")
+        if event.ends == "finished" and not (obs.stdout or obs.stderr or obs.error):
+            return  # the summary says it
+        failed = obs.error or obs.timed_out or obs.restarted or obs.interrupted
+        style = "red" if failed else "green"
+        body = Text(trim_lines(event.text), style="default")
         self.console.print(Panel(body, title=f"observation ({obs.duration_s:.2f}s)", border_style=style))
+
+    def _spin(self, text: str) -> None:
+        self._stop_status()
+        if self.console.is_terminal:
+            self._status = self.console.status(text, spinner="dots")
+            self._status.start()
 
     def _stop_status(self) -> None:
         if self._status is not None:
@@ -72,37 +114,48 @@ class TerminalObserver:
         self._stop_status()
 
 
-def _format_cost(cost: float | None) -> str:
+def format_cost(cost: float | None) -> str:
     return "unknown (model not in litellm's price map)" if cost is None else f"${cost:.4f}"
 
 
-def render_summary(console: Console, outcome: TaskOutcome) -> None:
-    result = outcome.result
-    status_style = "green" if result.exit_code == 0 else "yellow"
+def _usage_rows(usage: Any) -> list[tuple[str, str]]:
+    if usage is None:
+        return []
+    return [
+        ("tokens", f"{usage.prompt_tokens:,} in, {usage.completion_tokens:,} out"),
+        ("cost", format_cost(usage.cost)),
+    ]
+
+
+def render_summary(console: Console, end: Ended) -> None:
+    status_style = "green" if end.exit_code == 0 else "yellow"
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("status", Text(f"{result.status}: {result.message}", style=status_style))
-    table.add_row("steps", str(len(result.steps)))
-    usage = result.usage
-    table.add_row("tokens", f"{usage.prompt_tokens:,} in, {usage.completion_tokens:,} out")
-    table.add_row("cost", _format_cost(usage.cost))
-    table.add_row("wall time", f"{outcome.wall_s:.1f}s")
-    if outcome.tests is not None:
-        style = {"passed": "green", "failed": "red"}.get(outcome.tests.state, "default")
-        table.add_row("tests", Text(outcome.tests.text, style=style))
-    table.add_row("trajectory", str(outcome.trajectory_path))
-    table.add_row("undo", f"actsmith undo --run {outcome.run_id}" if not outcome.branch else "not needed")
-    if outcome.branch:
-        table.add_row("branch", f"{outcome.branch} (your checkout is untouched)")
-    if outcome.commit:
-        table.add_row("commit", outcome.commit[:12])
-    if outcome.not_committed:
-        table.add_row("commit", Text(f"not made: {outcome.not_committed}", style="yellow"))
-    parts: list = [table]
-    if result.summary:
-        parts += [Text(""), Text(result.summary)]
-    parts += [Text(""), Text(outcome.diff_stat or "no files changed", style="dim")]
+    table.add_row("status", Text(f"{end.status}: {end.message}", style=status_style))
+    table.add_row("steps", str(end.steps))
+    for name, value in _usage_rows(end.usage):
+        table.add_row(name, value)
+    table.add_row("wall time", f"{end.wall_s:.1f}s")
+    if end.tests is not None:
+        style = {"passed": "green", "failed": "red"}.get(end.tests.state, "default")
+        table.add_row("tests", Text(end.tests.text, style=style))
+    if end.trajectory:
+        table.add_row("trajectory", end.trajectory)
+    if end.branch:
+        table.add_row("branch", f"{end.branch} (your checkout is untouched)")
+    else:
+        table.add_row("undo", end.undo or "nothing to undo")
+    if end.commit:
+        table.add_row("commit", end.commit[:12])
+    if end.not_committed:
+        table.add_row("commit", Text(f"not made: {end.not_committed}", style="yellow"))
+    parts: list[Any] = [table]
+    if end.summary:
+        parts += [Text(""), Text(end.summary)]
+    changed = len(end.files_changed)
+    files = f"{changed} file{'s' if changed != 1 else ''} changed" if changed else "no files changed"
+    parts += [Text(""), Text(end.diff_stat or files, style="dim")]
     console.print(Panel(Group(*parts), title="actsmith", border_style=status_style))
 
 

@@ -1,66 +1,30 @@
-"""The git side of a run: find the repository, give a run its own worktree when asked, commit the
-run's changes, and report what changed. Checkpoints of the working tree live in checkpoints.py.
+"""The repository a session works in: find it, reserve a run id, hold the in-place lock, give a run
+its own worktree when asked, commit the run's changes, report what changed. Checkpoints of the
+working tree live in checkpoints.py; git itself is reached through gitops.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent_cli.errors import UsageError
+from agent_cli.gitops import GitError, git, has_ref, nul_joined, open_repo
+
+if TYPE_CHECKING:
+    import git as gitpython
 
 RUNS_DIR = ".actsmith"
-HARDENED_GIT_CONFIG = ("core.fsmonitor=false", "core.hooksPath=/dev/null")
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-# Never run anything the repository's config names; see Workspace.repo for why.
-HARDENED = tuple(option for pair in HARDENED_GIT_CONFIG for option in ("-c", pair))
-EXACT_BYTES = (
-    "-c",
-    "core.autocrlf=false",
-    "-c",
-    "core.safecrlf=false",
-    "-c",
-    "core.attributesFile=/dev/null",
-)
-
-
-@cache
-def _attr_source_supported() -> bool:
-    """`--attr-source` (git 2.40+) keeps the tree's own .gitattributes from converting bytes."""
-    out = subprocess.run(["git", "version"], capture_output=True, text=True).stdout.split()
-    try:
-        major, minor = (int(part) for part in out[2].split(".")[:2])
-    except (IndexError, ValueError):
-        return False
-    return (major, minor) >= (2, 40)
-
-
-def git(
-    root: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    input: bytes | None = None,
-    exact: bool = True,
-) -> bytes:
-    """Run git in `root`, hardened; raise with git's own message on failure. `exact` turns off
-    attributes, filters and line-ending conversion, so checkpoints hold the bytes on disk."""
-    exact_options = (
-        [*EXACT_BYTES, f"--attr-source={EMPTY_TREE}"] if _attr_source_supported() else [*EXACT_BYTES]
-    )
-    command = ["git", *HARDENED, "-c", f"safe.directory={root}", *(exact_options if exact else []), *args]
-    proc = subprocess.run(
-        command, cwd=root, env={**os.environ, **(env or {})}, input=input, capture_output=True
-    )
-    if proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise UsageError(f"git {args[0]} failed: {message[-1] if message else proc.returncode}")
-    return proc.stdout
+RUN_REF_PREFIX = "refs/actsmith/runs/"
+BRANCH_PREFIX = "actsmith/"
+WORKTREE_ATTEMPTS = 20
 
 
 @dataclass
@@ -70,35 +34,63 @@ class Workspace:
 
     @classmethod
     def open(cls, path: Path) -> Workspace:
-        """The repository containing `path`, or one actionable line saying why there is none."""
-        import git
+        """The repository containing `path` (taken literally), or one line saying why there is none."""
+        import git as gitpython
 
-        path = path.expanduser().resolve()
+        path = Path(os.path.abspath(path))
         if not path.exists():
             raise UsageError(f"{path} does not exist")
         try:
-            repo = git.Repo(path, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError, PermissionError):
+            repo = open_repo(path, search_parents=True)
+        except (gitpython.InvalidGitRepositoryError, gitpython.NoSuchPathError, PermissionError):
             raise UsageError(
                 f"not a git repository: {path} (run inside one, pass --repo PATH, or run `git init` first)"
             ) from None
         if repo.bare or repo.working_tree_dir is None:
             raise UsageError(f"{path} is a bare repository: actsmith needs a working tree")
-        return cls(Path(repo.working_tree_dir), Path(repo.git_dir))
+        return cls(Path(repo.working_tree_dir).resolve(), Path(repo.git_dir).resolve())
 
     @property
-    def repo(self):
-        """The repository, with git told not to run anything the repository's own config names:
-        a sandboxed action must never get code executed on the host through our git commands."""
-        import git
+    def repo(self) -> gitpython.Repo:
+        return open_repo(self.root)
 
-        repo = git.Repo(self.root)
-        repo.git.set_persistent_git_options(c=[*HARDENED_GIT_CONFIG, f"safe.directory={self.root}"])
-        return repo
+    @property
+    def common_git_dir(self) -> Path:
+        """The repository's main git dir, shared by all its worktrees (refs, objects, our caches)."""
+        out = git(self.root, "rev-parse", "--path-format=absolute", "--git-common-dir")
+        return Path(out.decode().strip())
+
+    # ------------------------------------------------------------------------------------ runs
+
+    def reserve_run_id(self, label: str) -> str:
+        """A new, time-sorted run id, unique even against runs started in the same second: the
+        reservation is a directory made atomically in the git dir (the run keeps its private
+        index there), and an id whose checkpoint ref or run folder exists is never reused."""
+        self.exclude_runs_dir()
+        reserved = self.common_git_dir / "actsmith" / "runs"
+        reserved.mkdir(parents=True, exist_ok=True)
+        base = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(label)}"
+        for suffix in range(1, 10_000):
+            run_id = base if suffix == 1 else f"{base}-{suffix}"
+            if (self.root / RUNS_DIR / "runs" / run_id).exists() or has_ref(
+                self.root, RUN_REF_PREFIX + run_id
+            ):
+                continue
+            try:
+                (reserved / run_id).mkdir()
+            except FileExistsError:
+                continue
+            return run_id
+        raise UsageError(f"cannot find a free run id for {base}")
+
+    def run_state_dir(self, run_id: str) -> Path:
+        """Where a run keeps its private state (the checkpoint index): inside .git, which the
+        sandbox sees read-only."""
+        return self.common_git_dir / "actsmith" / "runs" / run_id
 
     def exclude_runs_dir(self) -> None:
         """Keep .actsmith/ out of git through info/exclude, never by editing a tracked .gitignore."""
-        exclude = Path(self.repo.git.rev_parse("--git-path", "info/exclude"))
+        exclude = Path(git(self.root, "rev-parse", "--git-path", "info/exclude").decode().strip())
         if not exclude.is_absolute():
             exclude = self.root / exclude
         line = f"/{RUNS_DIR}/"
@@ -108,27 +100,21 @@ class Workspace:
             prefix = "" if not existing or existing.endswith("\n") else "\n"
             exclude.write_text(existing + prefix + line + "\n")
 
-    def new_run_id(self, task: str) -> str:
-        """A unique, time-sorted name for a run, shared by its checkpoint ref and its directory."""
-        self.exclude_runs_dir()
-        base = f"{time.strftime('%Y%m%d-%H%M%S')}-{slugify(task)}"
-        run_id, suffix = base, 1
-        while (self.root / RUNS_DIR / "runs" / run_id).exists() or has_ref(
-            self.root, f"refs/actsmith/runs/{run_id}"
-        ):
-            suffix += 1
-            run_id = f"{base}-{suffix}"
-        return run_id
-
     def run_dir(self, run_id: str) -> Path:
         path = self.root / RUNS_DIR / "runs" / run_id
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def lock_in_place(self) -> InPlaceLock:
+        """Only one session may edit this working tree at a time; `--worktree` runs go beside it."""
+        return InPlaceLock.acquire(self.git_dir / "actsmith" / "in-place.lock", self.root)
+
+    # ------------------------------------------------------------------------------- reporting
+
     def summary(self, max_entries: int = 40) -> str:
         """A one-paragraph sketch of the repository for the first prompt: size and top-level entries."""
-        files = self.repo.git.ls_files("-z").split("\0")
-        files = [f for f in files if f]
+        out = git(self.root, "ls-files", "-z").decode("utf-8", "surrogateescape")
+        files = [f for f in out.split("\0") if f]
         top: dict[str, int] = {}
         for name in files:
             head, sep, _ = name.partition("/")
@@ -144,48 +130,72 @@ class Workspace:
     def diff_stat(self, before: str, after: str) -> str:
         if before == after:
             return ""
-        return self.repo.git.diff("--stat", before, after)
+        return str(self.repo.git.diff("--stat", before, after))
 
     def diff(self, before: str, after: str) -> str:
-        return self.repo.git.diff(before, after)
+        return str(self.repo.git.diff(before, after))
+
+    def changed_files(self, before: str, after: str) -> list[str]:
+        if before == after:
+            return []
+        out = git(self.root, "diff-tree", "-r", "-z", "--name-only", "--no-renames", before, after)
+        return [path for path in out.decode("utf-8", "surrogateescape").split("\0") if path]
 
     def head(self) -> str | None:
         """The commit HEAD points at, or None on a branch with no commits yet."""
         try:
             return git(self.root, "rev-parse", "--verify", "-q", "HEAD^{commit}").decode().strip()
-        except UsageError:
+        except GitError:
             return None
 
     def check_identity(self) -> None:
         """Committing needs a name and email; say so before the run rather than after it."""
         try:
             git(self.root, "var", "GIT_AUTHOR_IDENT")
-        except UsageError:
+        except GitError:
             raise UsageError(
                 "git does not know who you are, so actsmith cannot commit: "
                 'run git config --global user.name "Your Name" and user.email you@example.com'
             ) from None
 
-    def create_worktree(self, task: str) -> tuple[Workspace, str]:
-        """A new worktree on a new branch actsmith/<slug> from HEAD, kept inside the git dir so the
-        user's checkout stays byte-identical. Returns it and the branch name."""
+    # ------------------------------------------------------------------------------- worktrees
+
+    def create_worktree(self, label: str, branch: str | None = None) -> tuple[Workspace, str]:
+        """A new worktree, kept inside the git dir so the user's checkout stays byte-identical, on
+        `branch` (an existing one, e.g. to continue a batch's own branch) or on a new branch
+        actsmith/<slug> from HEAD. Names another run took a moment ago move on to the next suffix.
+        Returns the worktree and its branch."""
         if self.head() is None:
             raise UsageError("--worktree needs a commit to branch from: this repository has no commits yet")
-        repo = self.repo
-        common = Path(repo.git.rev_parse("--path-format=absolute", "--git-common-dir"))
-        existing = set(repo.git.for_each_ref("--format=%(refname:short)", "refs/heads/actsmith/").split())
-        slug, suffix = slugify(task), 1
-        while f"actsmith/{slug}" in existing or (common / "actsmith" / "worktrees" / slug).exists():
-            suffix += 1
-            slug = f"{slugify(task)}-{suffix}"
-        path = common / "actsmith" / "worktrees" / slug
-        branch = f"actsmith/{slug}"
-        repo.git.worktree("add", "--quiet", "-b", branch, str(path), "HEAD")
-        return Workspace.open(path), branch
+        parent = self.common_git_dir / "actsmith" / "worktrees"
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, WORKTREE_ATTEMPTS + 1):
+            slug = slugify(label) + (f"-{attempt}" if attempt > 1 else "")
+            new_branch = BRANCH_PREFIX + slug
+            if branch is None and has_ref(self.root, f"refs/heads/{new_branch}"):
+                continue
+            path = parent / slug
+            try:
+                path.mkdir()  # atomic: two runs never share a folder (git accepts an empty one)
+            except FileExistsError:
+                continue
+            target = [str(path), branch] if branch else ["-b", new_branch, str(path), "HEAD"]
+            try:
+                git(self.root, "worktree", "add", "--quiet", *target, exact=False)
+            except GitError:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                if branch is not None:
+                    raise
+                continue  # the branch was created a moment ago by another run
+            return Workspace.open(path), branch or new_branch
+        raise UsageError(f"cannot create a worktree for {label!r}: too many runs of the same task")
 
     def remove_worktree(self, main: Workspace) -> None:
         """Drop this worktree (its branch keeps the commits); only ignored files can be left in it."""
-        main.repo.git.worktree("remove", "--force", str(self.root))
+        git(main.root, "worktree", "remove", "--force", str(self.root), exact=False)
+
+    # -------------------------------------------------------------------------------- commits
 
     def commit_run(self, before: str, after: str, message: str) -> str | None:
         """Commit the files that differ between two checkpoint trees onto HEAD, nothing else: the
@@ -207,7 +217,13 @@ class Workspace:
                 self._git_paths(["add", "--force"], present, env)
             if deleted:
                 git(
-                    self.root, "update-index", "--force-remove", "-z", "--stdin", env=env, input=_nul(deleted)
+                    self.root,
+                    "update-index",
+                    "--force-remove",
+                    "-z",
+                    "--stdin",
+                    env=env,
+                    input=nul_joined(deleted),
                 )
             tree = git(self.root, "write-tree", env=env).decode().strip()
         parents = ["-p", head] if head else []
@@ -227,20 +243,40 @@ class Workspace:
 
     def _git_paths(self, command: list[str], paths: list[str], env: dict[str, str]) -> None:
         pathspec = ["--pathspec-from-file=-", "--pathspec-file-nul"]
-        git(self.root, *command, *pathspec, env=env, input=_nul(paths), exact=False)
+        git(self.root, *command, *pathspec, env=env, input=nul_joined(paths), exact=False)
 
 
-def has_ref(root: Path, ref: str) -> bool:
-    try:
-        git(root, "rev-parse", "--verify", "-q", ref)
-    except UsageError:
-        return False
-    return True
+@dataclass
+class InPlaceLock:
+    """An exclusive lock on editing a working tree in place. It is an flock, so the kernel drops it
+    when its holder dies: a lock left by a killed run is simply taken over."""
+
+    path: Path
+    fd: int
+
+    @classmethod
+    def acquire(cls, path: Path, root: Path) -> InPlaceLock:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UsageError(
+                f"another actsmith session (pid {holder}) is working in {root}; wait for it, "
+                "or run beside it with --worktree"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing drops the flock
+            self.fd = -1
 
 
 def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-") or "task"
-
-
-def _nul(paths: list[str]) -> bytes:
-    return "\0".join(paths).encode("utf-8", "surrogateescape")

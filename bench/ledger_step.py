@@ -90,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="actsmith-bench-") as tmp:
         root = Path(tmp)
         files = make_repository(root, args.files)
-        ledger = Ledger(RunCheckpoints(root, root / ".git", "bench", "benchmark"))
+        ledger = Ledger(RunCheckpoints(root, root / ".git" / "actsmith" / "bench", "bench", "benchmark"))
         start = time.perf_counter()
         ledger.start()
         first_ms = (time.perf_counter() - start) * 1000

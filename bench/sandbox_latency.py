@@ -29,8 +29,12 @@ from pathlib import Path
 
 import yaml
 
+from agent_cli.sandbox import SandboxLimits
 from agent_cli.sandbox.docker_sandbox import DockerSandbox, docker_client
 from agent_cli.sandbox.image import ensure_image
+from agent_cli.settings import Settings
+
+LIMITS = SandboxLimits.from_settings(Settings())
 
 TRIVIAL_ACTION = "Print one.\n<execute>\nprint(1)\n</execute>"
 
@@ -67,7 +71,7 @@ def exec_round_trips(client, image: str, cmd: list[str], n: int) -> list[float]:
 def cold_starts(client, image: str, repo: Path, n: int) -> list[float]:
     times = []
     for _ in range(n):
-        sandbox = DockerSandbox(client, image, repo)
+        sandbox = DockerSandbox(client, image, repo, LIMITS)
         start = time.perf_counter()
         sandbox.start()
         times.append(time.perf_counter() - start)
@@ -96,51 +100,36 @@ def make_repository(root: Path, files: int) -> Path:
 
 @dataclasses.dataclass
 class StepClock:
-    """An agent Observer that timestamps the start of every model call."""
+    """An event sink that timestamps the start of every model call."""
 
     started: list[float] = dataclasses.field(default_factory=list)
 
-    def model_started(self, step: int) -> None:
-        self.started.append(time.perf_counter())
+    def emit(self, event) -> None:
+        from agent_cli.events import StepStarted
 
-    def action_started(self, step: int, thought: str, code: str) -> None:
-        pass
-
-    def step_finished(self, step) -> None:
-        pass
+        if isinstance(event, StepStarted):
+            self.started.append(time.perf_counter())
 
 
 @dataclasses.dataclass
 class HarnessRun:
     step_ms: list[float]  # per step, model latency excluded
-    start_s: float  # run_task called -> first model call
+    start_s: float  # the session opened -> first model call
 
 
-@dataclasses.dataclass
-class WarmSandbox:
+class WarmSandbox(DockerSandbox):
     """A sandbox started before the run, as a warm pool would hand it out: its start() is free."""
 
-    box: DockerSandbox
-
     def start(self) -> None:
-        pass
-
-    def run(self, code: str, timeout: float):
-        return self.box.run(code, timeout)
-
-    def interrupt(self) -> None:
-        self.box.interrupt()
-
-    def restart(self) -> None:
-        self.box.restart()
-
-    def close(self) -> None:
-        self.box.close()
+        if self.container is None:
+            super().start()
 
 
 def harness_run(repo: Path, work: Path, steps: int, *, warm: bool = False) -> HarnessRun:
     """One replayed run of `steps` trivial actions; with `warm`, its sandbox is started beforehand."""
-    from agent_cli import runner
+    from agent_cli.events import EventStream
+    from agent_cli.sandbox import SandboxLimits
+    from agent_cli.session import Session
     from agent_cli.settings import Settings
     from agent_cli.trajectory import read_trajectory
     from agent_cli.workspace import Workspace
@@ -149,20 +138,24 @@ def harness_run(repo: Path, work: Path, steps: int, *, warm: bool = False) -> Ha
     replay.write_text(yaml.safe_dump([TRIVIAL_ACTION] * steps + ["<execute>finish('done')</execute>"]))
     trajectory = work / f"trajectory-{time.monotonic_ns()}.jsonl"
     settings = Settings(model=f"replay:{replay}", max_steps=steps + 5, trajectory=trajectory)
-    sandbox_class = runner.DockerSandbox
+    factory = None
     if warm:
-        box = DockerSandbox(
-            docker_client(), ensure_image(docker_client()), repo, runner.sandbox_limits(settings)
-        )
+        client = docker_client()
+        box = WarmSandbox(client, ensure_image(client), repo, SandboxLimits.from_settings(settings))
         box.start()
-        runner.DockerSandbox = lambda *_: WarmSandbox(box)
+        factory = lambda root: box  # noqa: E731
     clock = StepClock()
     called = time.perf_counter()
-    try:
-        outcome = runner.run_task("print one", Workspace.open(repo), settings, clock, log=lambda _: None)
-    finally:
-        runner.DockerSandbox = sandbox_class
-    assert outcome.exit_code == 0, outcome.result.message
+    session = Session(
+        settings,
+        Workspace.open(repo),
+        label="print one",
+        events=EventStream([clock]),
+        sandbox_factory=factory,
+    )
+    with session:
+        result = session.run("print one")
+    assert result.exit_code == 0, result.message
     latency = [e["latency_s"] for e in read_trajectory(trajectory) if e["event"] == "model_call"]
     # Step n runs from model call n to model call n + 1; the final finish() step is left out.
     step_ms = [
@@ -221,7 +214,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="actsmith-bench-") as tmp:
         repo = Path(tmp)
         starts = cold_starts(client, image, repo, args.starts)
-        with DockerSandbox(client, image, repo) as sandbox:
+        with DockerSandbox(client, image, repo, LIMITS) as sandbox:
             actions = action_round_trips(sandbox, args.actions)
             restart_ms = restarts(sandbox, args.restarts)
     execs = exec_round_trips(client, image, ["python3", "-c", "print(1)"], args.execs)

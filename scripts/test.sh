@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command that runs every check: lint, format, and the whole test suite (Docker tests included).
+# The one command that runs every check: lint, format, types, and the whole test suite (Docker tests included).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export ACTSMITH_DEV=1
@@ -7,4 +7,5 @@ source "$root/scripts/setup.sh"
 cd "$root"
 ruff check .
 ruff format --check .
+mypy
 python -m pytest "$@"

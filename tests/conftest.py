@@ -6,13 +6,13 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from agent_cli.sandbox.docker_sandbox import LABEL as SANDBOX_LABEL  # noqa: F401 (tests import it from here)
 from agent_cli.trajectory import read_trajectory
 
 
@@ -29,6 +29,23 @@ def sandbox_image(docker_client) -> str:
     from agent_cli.sandbox.image import ensure_image
 
     return ensure_image(docker_client)
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "the condition") -> None:
+    """Poll instead of sleeping a guessed time: return as soon as `predicate()` holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def limits(**overrides):
+    """Sandbox limits as a session would take them from its settings."""
+    from agent_cli.sandbox import SandboxLimits
+    from agent_cli.settings import Settings
+
+    return SandboxLimits.from_settings(Settings(**overrides))
 
 
 def git(repo: Path, *args: str) -> str:
@@ -121,23 +138,27 @@ SHARED_SANDBOXES: list = []
 
 
 @pytest.fixture(autouse=True)
-def no_leftover_containers(request):
-    """Every test that touched Docker must leave no sandbox container behind."""
+def no_leftover_containers(request, tmp_path_factory):
+    """Every test that touched Docker must leave no sandbox container behind. Only this test
+    session's containers are judged (those mounting its temp dirs): the daemon may be shared."""
     yield
     if "sandbox_image" not in request.fixturenames and "docker_client" not in request.fixturenames:
         return
     from docker.errors import APIError
 
+    from agent_cli.sandbox.docker_sandbox import LABEL
     from agent_cli.sandbox.docker_sandbox import docker_client as connect
-    from agent_cli.sandbox.docker_sandbox import owner_token, sandbox_containers
 
-    client, me, shared = connect(), owner_token(), {box.container for box in SHARED_SANDBOXES}
-    # Containers of another live process (a second test session) are not ours to judge, nor is the
-    # container a test module shares between its tests (it is closed at the module's end).
+    client, shared = connect(), {box.container for box in SHARED_SANDBOXES}
+    ours = str(tmp_path_factory.getbasetemp())
+    # The container a test module shares between its tests is closed at the module's end.
     leftovers = [
-        c for c in sandbox_containers(client) if c.id not in shared and (c.owner == me or c.orphaned)
+        summary
+        for summary in client.api.containers(all=True, filters={"label": LABEL})
+        if summary["Id"] not in shared
+        and any(str(mount.get("Source", "")).startswith(ours) for mount in summary.get("Mounts") or [])
     ]
-    for container in leftovers:
+    for summary in leftovers:
         with contextlib.suppress(APIError):  # it may be removing itself
-            client.api.remove_container(container.id, force=True)
-    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
+            client.api.remove_container(summary["Id"], force=True)
+    assert not leftovers, f"containers left behind: {[c['Names'] for c in leftovers]}"

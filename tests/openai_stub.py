@@ -71,6 +71,7 @@ class StubServer:
     _queue: deque[Behaviour] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.perf_counter() of each request
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _httpd: ThreadingHTTPServer | None = None
@@ -110,6 +111,7 @@ class StubServer:
 
     def _next(self, body: dict[str, Any], headers: dict[str, str]) -> Behaviour | None:
         with self._lock:
+            self.arrivals.append(time.perf_counter())
             self.requests.append(body)
             self.headers.append(headers)
             return self._queue.popleft() if self._queue else None

@@ -9,18 +9,17 @@ Most tests share one sandbox: recovering from the previous attack is part of wha
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 
 import pytest
-from conftest import SHARED_SANDBOXES, make_repo
+from conftest import SHARED_SANDBOXES, limits, make_repo
 
 from agent_cli.sandbox import Observation
-from agent_cli.sandbox.docker_sandbox import DockerSandbox, SandboxLimits
+from agent_cli.sandbox.docker_sandbox import DockerSandbox
 
 pytestmark = pytest.mark.docker
 
-LIMITS = SandboxLimits(memory="256m", cpus=1.0, pids=128, max_output_chars=2000)
+LIMITS = limits(memory="256m", cpus=1.0, pids=128, max_output_chars=2000)
 CANARY = "canary = 'set before the attack'"
 # The next action: did the variables survive, and can it still start processes?
 PROBE = "print('canary' in globals())\nsh('echo shell works')"
@@ -39,7 +38,6 @@ def box(docker_client, sandbox_image, tmp_path_factory):
 @dataclass
 class Attack:
     obs: Observation  # what the hostile action produced
-    seconds: float
     next: Observation  # the action after it
 
     @property
@@ -51,11 +49,11 @@ class Attack:
 
 
 def attack(box: DockerSandbox, code: str, timeout: float = 10) -> Attack:
+    """Run a hostile action and then the probe. How long containment takes is measured by
+    bench/hostile_actions.py, not asserted here."""
     assert box.run(CANARY, 10).error is None
-    started = time.monotonic()
     obs = box.run(code, timeout)
-    seconds = time.monotonic() - started
-    return Attack(obs, seconds, box.run(PROBE, 10))
+    return Attack(obs, box.run(PROBE, 10))
 
 
 def assert_restarted(result: Attack, reason: str) -> None:
@@ -70,7 +68,6 @@ def assert_interrupted(result: Attack, timeout: float) -> None:
     """The action was stopped at its timeout; the same interpreter, variables and all, runs the next one."""
     assert result.obs.timed_out and not result.obs.restarted, result.obs
     assert "KeyboardInterrupt" in result.obs.error
-    assert result.seconds < timeout + 1.5
     assert result.next_ran() and result.variables_kept, result.next
 
 
@@ -99,12 +96,11 @@ def test_a_call_that_blocks_the_interrupt_gets_a_new_interpreter(box):
     result = attack(box, code, timeout=1)
     assert result.obs.timed_out
     assert_restarted(result, "it did not stop after an interrupt")
-    assert result.seconds < 1 + 2 + 1.5  # the timeout, the interrupt's grace, a restart
 
 
 def test_reading_stdin_gets_end_of_file_at_once(box):
     result = attack(box, "import sys\nprint(repr(sys.stdin.read()))\ninput()", timeout=10)
-    assert result.seconds < 1
+    assert not result.obs.timed_out  # nothing waited for input
     assert result.obs.stdout == "''\n" and "EOFError" in result.obs.error
     assert result.next_ran() and result.variables_kept
 
@@ -127,7 +123,7 @@ def test_a_memory_bomb_kills_the_interpreter_not_the_sandbox(box):
     result = attack(box, "hoard = []\nwhile True:\n    hoard.append(' ' * 10_000_000)", timeout=20)
     assert_restarted(result, "killed by the out-of-memory killer")
     assert "memory limit (256 MiB)" in result.obs.restart_reason
-    assert result.seconds < 10
+    assert not result.obs.timed_out  # killed, not left to run into its timeout
     assert box.container == container  # the supervisor survived: same container
 
 
@@ -147,7 +143,6 @@ def test_a_memory_bomb_in_a_subprocess_is_reported_and_the_interpreter_kept(box)
 def test_os_exit_gets_a_new_interpreter(box):
     result = attack(box, "import os\nos._exit(3)")
     assert_restarted(result, "the interpreter exited with code 3")
-    assert result.seconds < 2
 
 
 def test_sigkill_of_the_interpreter_gets_a_new_one(box):
@@ -202,7 +197,7 @@ def test_a_forked_child_that_returns_does_not_answer_for_the_interpreter(box):
 
 def test_a_20_mb_print_is_cut_in_the_middle_with_a_note(box):
     result = attack(box, "print('x' * 20_000_000, end='')\nprint('END')")
-    assert not result.obs.restarted and result.seconds < 5
+    assert not result.obs.restarted and not result.obs.timed_out
     assert result.obs.truncated_chars > 19_990_000
     assert len(result.obs.stdout) < 2200
     assert "characters cut: output was too long" in result.obs.stdout
@@ -324,10 +319,10 @@ def test_limits_and_network_flags_reach_the_container(run_agent):
 
 def test_invalid_limits_are_one_clear_line(run_agent):
     for flag, value, message in [
-        ("--memory", "4x", "expected a size such as 512m or 4g"),
+        ("--memory", "4x", "is not a size such as 512m or 4g"),
         ("--memory", "10m", "the sandbox needs at least 64m"),
-        ("--cpus", "0", "expected a number of CPUs above 0"),
-        ("--pids", "5", "at least 32 processes"),
+        ("--cpus", "0", "cpus = 0.0 is out of range: it must be above 0"),
+        ("--pids", "5", "pids = 5 is out of range: it must be between 32 and"),
     ]:
         run = run_agent(["<execute>finish('never')</execute>"], flag, value)
         assert run.code == 2, (flag, value, run.stderr)

@@ -30,7 +30,7 @@ def files_on_disk(root: Path) -> dict[str, tuple[int, bytes]]:
 
 def start_run(repo: Path, task: str = "the task") -> Ledger:
     workspace = Workspace.open(repo)
-    ledger = Ledger(RunCheckpoints(repo, workspace.git_dir, workspace.new_run_id(task), task))
+    ledger = Ledger(RunCheckpoints.for_run(workspace, workspace.reserve_run_id(task), task))
     ledger.start()
     return ledger
 
@@ -86,7 +86,7 @@ def test_undo_restores_the_users_uncommitted_and_untracked_work_byte_for_byte(me
     ledger.record_step(1)
     ledger.checkpoints.close("finished")
 
-    undone = undo(messy_repo, messy_repo / ".git")
+    undone = undo(Workspace.open(messy_repo))
 
     assert files_on_disk(messy_repo) == before
     assert not (messy_repo / "new").exists()  # directories the run created are gone too
@@ -105,11 +105,11 @@ def test_undo_step_restores_the_state_after_that_step_and_an_undo_can_be_undone(
         ledger.record_step(step)
     ledger.checkpoints.close("finished")
 
-    undo(repo, repo / ".git", step=2)
+    undo(Workspace.open(repo), step=2)
     assert (repo / "a.py").read_text() == "a = 2\n"
     assert (repo / "step2.txt").exists() and not (repo / "step3.txt").exists()
 
-    undo(repo, repo / ".git")  # the latest run is now the undo itself: this brings step 3 back
+    undo(Workspace.open(repo))  # the latest run is now the undo itself: this brings step 3 back
     assert (repo / "a.py").read_text() == "a = 3\n"
     assert (repo / "step3.txt").exists()
 
@@ -120,13 +120,13 @@ def test_undo_names_a_step_the_run_does_not_have(tmp_path):
     ledger.record_step(1)
     ledger.checkpoints.close("finished")
     with pytest.raises(UsageError, match="steps 0 to 1"):
-        undo(repo, repo / ".git", step=7)
+        undo(Workspace.open(repo), step=7)
 
 
 def test_undo_without_runs_says_so(tmp_path):
     repo = make_repo(tmp_path / "r", {"a.py": "a = 0\n"})
     with pytest.raises(UsageError, match="no actsmith run"):
-        undo(repo, repo / ".git")
+        undo(Workspace.open(repo))
 
 
 def test_checkpoints_never_touch_branches_index_stash_or_head(messy_repo):
@@ -147,7 +147,7 @@ def test_checkpoints_never_touch_branches_index_stash_or_head(messy_repo):
     refs = git(messy_repo, "for-each-ref", "--format=%(refname)", "refs/actsmith").split()
     assert refs == [f"refs/actsmith/runs/{ledger.checkpoints.run_id}"]
     git(messy_repo, "gc", "-q", "--prune=now")  # checkpoints survive garbage collection
-    undo(messy_repo, messy_repo / ".git")
+    undo(Workspace.open(messy_repo))
 
 
 def test_runs_are_listed_newest_first_with_task_steps_and_status(tmp_path):
@@ -207,7 +207,9 @@ def test_a_worktree_gets_its_own_branch_and_commit(tmp_path):
     tree, branch = main.create_worktree("Make a one")
     assert branch == "actsmith/make-a-one"
     assert (tree.root / "a.py").read_text() == "a = 0\n"  # from HEAD, without the user's edit
-    ledger = Ledger(RunCheckpoints(tree.root, tree.git_dir, "wt-run", "make a one", branch=branch))
+    ledger = Ledger(
+        RunCheckpoints.for_run(main, main.reserve_run_id("wt"), "make a one", root=tree.root, branch=branch)
+    )
     ledger.start()
     (tree.root / "a.py").write_text("a = 1\n")
     ledger.record_step(1)
@@ -219,7 +221,7 @@ def test_a_worktree_gets_its_own_branch_and_commit(tmp_path):
     assert git(repo, "show", f"{branch}:a.py") == "a = 1\n"
     assert not tree.root.exists()
     with pytest.raises(UsageError, match="never changed"):
-        undo(repo, repo / ".git")
+        undo(Workspace.open(repo))
     _, second = main.create_worktree("Make a one")
     assert second == "actsmith/make-a-one-2"
 
@@ -270,7 +272,7 @@ def test_undo_restores_files_inside_a_submodule_and_never_deletes_it(tmp_path):
     ledger.record_step(1)
     ledger.checkpoints.close("finished")
 
-    undone = undo(repo, repo / ".git")
+    undone = undo(Workspace.open(repo))
 
     assert files_on_disk(repo) == before
     assert "vendor/lib/lib.py" in undone.paths
@@ -288,7 +290,7 @@ def test_file_names_that_are_not_utf8_survive_undo(tmp_path):
     (repo / "a.py").write_text("a = 1\n")
     ledger.record_step(1)
     ledger.checkpoints.close("finished")
-    undo(repo, repo / ".git")
+    undo(Workspace.open(repo))
     assert files_on_disk(repo) == before
 
 
@@ -316,5 +318,5 @@ def test_a_file_the_user_marked_assume_unchanged_is_still_restored(tmp_path):
     (repo / "config.py").write_text("debug = 'agent'\n")
     ledger.record_step(1)
     ledger.checkpoints.close("finished")
-    undo(repo, repo / ".git")
+    undo(Workspace.open(repo))
     assert (repo / "config.py").read_text() == "debug = True  # my local tweak\n"

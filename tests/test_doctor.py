@@ -50,7 +50,7 @@ def test_a_missing_key_names_the_variable_and_a_present_key_is_never_printed(mon
 
 def test_invalid_settings_are_reported_and_defaults_used_for_the_rest(tmp_path, docker_client):
     checks = {check.name: check for check in run_checks(None, {"memory": "4x", "model": "replay:/none.yaml"})}
-    assert not checks["settings"].ok and "expected a size such as 512m" in checks["settings"].detail
+    assert not checks["settings"].ok and "is not a size such as 512m" in checks["settings"].detail
     assert checks["docker"].ok
     assert not checks["model"].ok and "/none.yaml" in checks["model"].detail
 
@@ -66,7 +66,7 @@ def test_containers_of_dead_runs_are_reported_with_the_fix(docker_client, sandbo
         assert check.line().endswith("-> fix: actsmith sandbox clean")
     finally:
         container.remove(force=True)
-    assert check_leftovers(docker_client).ok
+    assert container.name not in check_leftovers(docker_client).detail
 
 
 def test_an_image_named_with_image_must_be_present(docker_client):

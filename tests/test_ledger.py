@@ -43,15 +43,15 @@ def test_an_unparseable_file_gives_a_warning_with_file_and_line_until_it_is_fixe
     repo = make_repo(tmp_path / "r", {"pkg/mod.py": "def ok():\n    return 1\n"})
     ledger = start_run(repo)
     (repo / "pkg" / "mod.py").write_text("def ok():\n    return 1\n\ndef broken(:\n    pass\n")
-    warnings = ledger.record_step(1)
+    warnings = ledger.record_step(1).warnings
     assert len(warnings) == 1 and warnings[0].startswith("pkg/mod.py line 4:")
     assert "pkg/mod.py line 4" in state_block(ledger)
 
-    assert ledger.record_step(2) == []  # nothing changed: no new warning, the problem stays open
+    assert ledger.record_step(2).warnings == []  # nothing changed: no new warning, the problem stays open
     assert "Syntax problems still open" in state_block(ledger)
 
     (repo / "pkg" / "mod.py").write_text("def ok():\n    return 1\n\ndef broken():\n    pass\n")
-    assert ledger.record_step(3) == []
+    assert ledger.record_step(3).warnings == []
     assert "Syntax problems" not in state_block(ledger)
 
 
@@ -81,6 +81,22 @@ def test_a_file_put_back_as_it_was_leaves_the_state_block(tmp_path):
     ledger.record_step(1)
     (repo / "a.py").write_text("x = 1\n")
     ledger.record_step(2)
+    assert state_block(ledger).strip() == ""
+
+
+def test_reverting_a_one_line_edit_records_a_revert_with_no_symbols_and_no_map(tmp_path):
+    module = "class Shape:\n    def area(self):\n        return 1\n\n\ndef helper():\n    return 2\n"
+    repo = make_repo(tmp_path / "r", {"shapes.py": module})
+    ledger = start_run(repo)
+    (repo / "shapes.py").write_text(module.replace("return 1", "return 10"))
+    edited = ledger.record_step(1)
+    assert edited.files[0].symbols == ("Shape.area",)
+    (repo / "shapes.py").write_text(module)
+    reverted = ledger.record_step(2)
+    (change,) = reverted.files
+    assert change.status == "reverted"
+    assert change.symbols == ()  # not "-Shape", "-Shape.area", "-helper"
+    assert reverted.reshaped == []  # so no repo-map block rides on the observation
     assert state_block(ledger).strip() == ""
 
 

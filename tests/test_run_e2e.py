@@ -6,11 +6,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import SANDBOX_LABEL, clean_env, git, run_cli, write_replay
+from conftest import clean_env, git, run_cli, wait_until, write_replay
 
 from agent_cli.trajectory import read_trajectory
 
@@ -198,8 +197,23 @@ def test_secrets_in_observations_are_redacted_from_the_trajectory(run_agent):
     assert "REDACTED" in text
 
 
-def test_ctrl_c_mid_action_exits_130_and_leaves_no_container(repo, tmp_path, sandbox_image, docker_client):
-    replay = write_replay(tmp_path / "r.yaml", ["<execute>\nimport time\ntime.sleep(120)\n</execute>"])
+def containers_of(docker_client, pid: int) -> list:
+    """Sandbox containers started by the actsmith process `pid` (and no one else's)."""
+    from agent_cli.sandbox.docker_sandbox import OWNER_LABEL, owner_token
+
+    label = f"{OWNER_LABEL}={owner_token(pid)}"
+    return docker_client.containers.list(all=True, filters={"label": label})
+
+
+def test_ctrl_c_mid_action_exits_130_says_what_changed_and_leaves_no_container(
+    repo, tmp_path, sandbox_image, docker_client
+):
+    replay = write_replay(
+        tmp_path / "r.yaml",
+        [
+            "<execute>\nreplace('app.py', 'hi', 'hello')\nimport time\nprint('sleeping', flush=True)\ntime.sleep(120)\n</execute>"
+        ],
+    )
     trajectory = tmp_path / "t.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent_cli", "run", "sleep", "--model", f"replay:{replay}"]
@@ -211,20 +225,24 @@ def test_ctrl_c_mid_action_exits_130_and_leaves_no_container(repo, tmp_path, san
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if trajectory.exists() and '"model_call"' in trajectory.read_text():
-                break
-            time.sleep(0.1)
-        time.sleep(1.0)  # the action is now running in the sandbox
-        assert docker_client.containers.list(filters={"label": SANDBOX_LABEL})
+        wait_until(
+            lambda: trajectory.exists() and '"event": "action"' in trajectory.read_text(), 120, "the action"
+        )
+        assert containers_of(docker_client, proc.pid)
+        wait_until(lambda: (repo / "app.py").read_text().count("hello") == 1, 30, "the edit")
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=30)
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr
-    assert docker_client.containers.list(all=True, filters={"label": SANDBOX_LABEL}) == []
+    summary = " ".join(stdout.replace("│", " ").split())
+    assert "status interrupted" in summary
+    assert "1 file changed" in summary  # what the run left behind...
+    run_id = read_trajectory(trajectory)[0]["run_id"]
+    assert f"actsmith undo --run {run_id}" in summary  # ...and how to take it back
+    observation = next(e for e in read_trajectory(trajectory) if e["event"] == "observation")
+    assert "The user interrupted this action" in observation["text"]
+    assert containers_of(docker_client, proc.pid) == []
 
 
 def test_not_a_git_repository_is_one_line_exit_2(tmp_path):

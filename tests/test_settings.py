@@ -62,3 +62,61 @@ def test_a_repository_cannot_redirect_api_keys_or_loosen_the_sandbox(tmp_path, u
 def test_the_user_config_may_set_api_base(tmp_path, user_config):
     user_config.write_text('api_base = "http://localhost:11434"\n')
     assert load_settings(tmp_path, {}, environ={}).api_base == "http://localhost:11434"
+
+
+NONSENSE = [
+    ("test_timeout", "0"),  # used to turn the gate off and exit 0
+    ("test_timeout", "-5"),
+    ("max_output_chars", "10"),  # used to cut run_tests() into finish()
+    ("max_output_chars", "-10"),
+    ("action_timeout", "0"),  # used to become 1 silently
+    ("max_steps", "-1"),  # used to report "limit reached"
+    ("max_time", "-1"),
+    ("max_cost", "-1"),
+    ("max_cost", "0"),
+    ("max_test_rounds", "-1"),
+    ("map_tokens", "-3"),
+    ("model_timeout", "0"),
+    ("cpus", "0"),
+    ("pids", "8"),
+]
+
+
+@pytest.mark.parametrize("name, raw", NONSENSE)
+def test_nonsense_numbers_are_refused_from_every_source_naming_the_setting(tmp_path, user_config, name, raw):
+    flag = "--max-output" if name == "max_output_chars" else f"--{name.replace('_', '-')}"
+    with pytest.raises(UsageError, match=rf"^{flag}: {name} = .* is out of range"):
+        load_settings(tmp_path, {name: raw}, environ={})
+    with pytest.raises(UsageError, match=rf"^ACTSMITH_{name.upper()}: {name} = '{raw}' is out of range"):
+        load_settings(tmp_path, {}, environ={f"ACTSMITH_{name.upper()}": raw})
+    user_config.write_text(f"{name} = {raw}\n")
+    with pytest.raises(UsageError, match=rf"config.toml: {name} = {raw} is out of range: it must be"):
+        load_settings(tmp_path, {}, environ={})
+
+
+def test_the_flag_of_a_renamed_setting_is_named_in_its_error(tmp_path, user_config):
+    with pytest.raises(UsageError, match=r"^--max-output: max_output_chars = 10 is out of range"):
+        load_settings(tmp_path, {"max_output_chars": 10}, environ={})
+
+
+def test_settings_built_in_code_are_checked_too():
+    with pytest.raises(UsageError, match="max_steps = 0 is out of range"):
+        Settings(max_steps=0)
+    with pytest.raises(UsageError, match="memory = '1k' is too small"):
+        Settings(memory="1k")
+
+
+def test_every_numeric_setting_has_a_range():
+    from agent_cli.settings import FIELDS, spec_of, value_type
+
+    unbounded = [
+        name
+        for name, item in FIELDS.items()
+        if value_type(item) in (int, float) and (spec_of(item).low is None or spec_of(item).high is None)
+    ]
+    assert unbounded == []
+
+
+def test_paths_are_taken_literally(tmp_path, user_config):
+    settings = load_settings(tmp_path, {}, environ={"ACTSMITH_TRAJECTORY": "$HOME/~/t.jsonl"})
+    assert str(settings.trajectory) == "$HOME/~/t.jsonl"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from agent_cli.model import ModelReply, Usage
-from agent_cli.sandbox import Observation
+from agent_cli.sandbox import RunTests, control_from
 from agent_cli.testing.compare import compare, mentioned
 from agent_cli.testing.detect import TestCommand, configured_command, detect_test_command
 from agent_cli.testing.execute import Job, RawRun
-from agent_cli.testing.gate import REQUEST_PREFIX, SuiteRunner, Summariser, TestRequest, split_test_request
+from agent_cli.testing.gate import SuiteRunner, Summariser
 from agent_cli.testing.parsers import parse_results, trim_traceback
 from agent_cli.testing.results import SuiteRun, TestResult
 
@@ -30,6 +30,7 @@ def tree(root: Path, files: dict[str, str]) -> Path:
 
 # ------------------------------------------------------------------------------------------- detection
 
+WORKDIR, SCRATCH = "/workspace", "/tmp/actsmith"
 UNITTEST_FILE = "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        pass\n"
 
 
@@ -309,14 +310,12 @@ def test_a_baseline_that_stopped_early_makes_unknown_tests_non_blocking():
 # ------------------------------------------------------------------------------- run_tests() requests
 
 
-def test_run_tests_requests_arrive_through_finish_and_are_taken_out():
-    obs = Observation(stdout="hi", finished=REQUEST_PREFIX + json.dumps({"cmd": "make t", "timeout": 5}))
-    cleaned, request = split_test_request(obs)
-    assert cleaned.finished is None and cleaned.stdout == "hi"
-    assert request == TestRequest("make t", 5.0)
-    assert split_test_request(Observation(finished="done")) == (Observation(finished="done"), None)
-    _, bare = split_test_request(Observation(finished=REQUEST_PREFIX + '{"cmd": null, "timeout": null}'))
-    assert bare == TestRequest()
+def test_run_tests_requests_arrive_as_typed_control_values():
+    assert control_from({"kind": "run_tests", "command": "make t", "timeout": 5}) == RunTests("make t", 5.0)
+    assert control_from({"kind": "run_tests", "command": None, "timeout": None}) == RunTests()
+    # What reached the host passed through the model's code: nonsense is dropped, never trusted.
+    assert control_from({"kind": "run_tests", "command": "  ", "timeout": -1}) == RunTests()
+    assert control_from({"kind": "rm -rf"}) is None and control_from("finish") is None
 
 
 # ------------------------------------------------------------------------------ the gate, scripted
@@ -347,9 +346,6 @@ class ScriptedExecutor:
         self.jobs.append(job)
         return self.answer(job)
 
-    def close(self) -> None:
-        pass
-
 
 def pytest_answer(state: dict[str, str]):
     def answer(job: Job) -> RawRun:
@@ -363,7 +359,7 @@ def pytest_answer(state: dict[str, str]):
 
 def gate_runner(executor, **kwargs) -> SuiteRunner:
     command = TestCommand("python3 -m pytest -q", "pytest", "detected")
-    runner = SuiteRunner(command, executor, snapshot=lambda: b"tar", **kwargs)
+    runner = SuiteRunner(command, executor, WORKDIR, SCRATCH, snapshot=lambda: b"tar", **kwargs)
     runner.start_baseline()
     return runner
 
@@ -372,7 +368,7 @@ def test_the_gate_sends_regressions_back_then_ends_the_run_past_the_round_limit(
     state = {"test_a": "passed", "test_b": "failed"}
     executor = ScriptedExecutor(pytest_answer(state))
     runner = gate_runner(executor, max_rounds=2)
-    assert executor.jobs[0].snapshot == b"tar" and executor.jobs[0].cwd == "/tmp/actsmith-baseline"
+    assert executor.jobs[0].snapshot == b"tar" and executor.jobs[0].cwd == f"{SCRATCH}/baseline"
     state["test_a"] = "failed"
     verdicts = [runner.gate(step, 100.0) for step in (3, 4, 5)]
     assert [(v.passed, v.final) for v in verdicts] == [(False, False), (False, False), (False, True)]
@@ -404,12 +400,17 @@ def test_the_gate_runs_the_whole_suite_once_the_failing_tests_pass():
 def test_without_the_gate_finish_is_never_held_and_run_tests_still_reports():
     executor = ScriptedExecutor(pytest_answer({"test_a": "failed"}))
     runner = SuiteRunner(
-        configured_command("python3 -m pytest -q"), executor, gate_on=False, snapshot=lambda: b""
+        configured_command("python3 -m pytest -q"),
+        executor,
+        WORKDIR,
+        SCRATCH,
+        gate_on=False,
+        snapshot=lambda: b"",
     )
     runner.start_baseline()
     assert executor.jobs == []  # no baseline
     assert runner.gate(1, 100.0).passed
-    report = runner.check(2, TestRequest(), 100.0).report
+    report = runner.check(2, RunTests(), 100.0).report
     assert "Failing (1)" in report and "tests/test_a.py::test_a" in report
 
 
@@ -419,7 +420,7 @@ class ReplySummary:
     def __init__(self):
         self.messages = []
 
-    def complete(self, messages):
+    def complete(self, messages, *, timeout=None):
         self.messages.append(messages)
         return ModelReply("make test fails: widget.c:12 expected 4, got 5", Usage(10, 5, 0.0), self.name, 0.1)
 
@@ -429,15 +430,23 @@ def test_long_raw_output_is_condensed_by_the_summary_model():
     executor = ScriptedExecutor(lambda job: RawRun(exit_code=2, output=long_output))
     model = ReplySummary()
     runner = SuiteRunner(
-        configured_command("make test"), executor, gate_on=False, summariser=Summariser(model)
+        configured_command("make test"),
+        executor,
+        WORKDIR,
+        SCRATCH,
+        gate_on=False,
+        summariser=Summariser(model),
     )
-    verdict = runner.check(1, TestRequest(), 100.0)
+    verdict = runner.check(1, RunTests(), 100.0)
     assert "widget.c:12 expected 4, got 5" in verdict.report
     assert "FAIL widget" in verdict.report  # the tail is still shown
     assert "FAIL widget" in model.messages[0][0]["content"] and "make test" in model.messages[0][0]["content"]
     assert verdict.usage.total_tokens == 15
     short = SuiteRunner(
-        configured_command("make test"), ScriptedExecutor(lambda job: RawRun(exit_code=2, output="boom"))
+        configured_command("make test"),
+        ScriptedExecutor(lambda job: RawRun(exit_code=2, output="boom")),
+        WORKDIR,
+        SCRATCH,
     )
     short.summariser = Summariser(model)
-    assert "boom" in short.check(1, TestRequest(), 100.0).report and len(model.messages) == 1
+    assert "boom" in short.check(1, RunTests(), 100.0).report and len(model.messages) == 1

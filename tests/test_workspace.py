@@ -12,7 +12,7 @@ from agent_cli.workspace import Workspace
 
 
 def snapshot(workspace: Workspace) -> str:
-    return RunCheckpoints(workspace.root, workspace.git_dir, "test", "task").snapshot()
+    return RunCheckpoints.for_run(workspace, workspace.reserve_run_id("task"), "task").snapshot()
 
 
 def test_snapshot_never_runs_commands_the_repository_config_names(tmp_path):
@@ -60,8 +60,8 @@ def test_a_repository_owned_by_another_user_still_opens(tmp_path):
 def test_run_dirs_are_excluded_through_info_exclude_once(tmp_path):
     repo = make_repo(tmp_path / "r", {"a.txt": "a\n"})
     workspace = Workspace.open(repo)
-    workspace.run_dir(workspace.new_run_id("first task"))
-    workspace.run_dir(workspace.new_run_id("first task"))
+    workspace.run_dir(workspace.reserve_run_id("first task"))
+    workspace.run_dir(workspace.reserve_run_id("first task"))
     exclude = (repo / ".git" / "info" / "exclude").read_text()
     assert exclude.count("/.actsmith/") == 1
     assert git(repo, "status", "--porcelain") == ""

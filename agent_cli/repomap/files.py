@@ -66,12 +66,10 @@ def start_listing(root: Path) -> Callable[[], list[str]]:
     """Start `git ls-files` and return a function that waits for its answer, so the caller can
     stat the files it already knows meanwhile. Git runs hardened: the repository's config runs
     nothing on the host."""
-    from agent_cli.workspace import HARDENED_GIT_CONFIG
+    from agent_cli.gitops import git_command
 
-    options = [arg for pair in HARDENED_GIT_CONFIG for arg in ("-c", pair)]
     proc = subprocess.Popen(
-        ["git", *options, "-c", f"safe.directory={root}", "ls-files", "-z", "--cached", "--others"]
-        + ["--exclude-standard"],
+        git_command(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", exact=False),
         cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -152,7 +150,7 @@ def unpack(blob: bytes) -> FileTags | None:
 
 
 def tag_files(root: Path, paths: Sequence[str]) -> list[WorkerResult]:
-    results = []
+    results: list[WorkerResult] = []
     for path in paths:
         read_result = read(root, path)
         if read_result is None:

@@ -23,7 +23,7 @@ import heapq
 import math
 import re
 from collections import defaultdict, deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Set
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -233,7 +233,7 @@ class ReferenceGraph:
             self._definers_all[name].discard(path)
         return set(old.all)
 
-    def _files_referencing(self, names: set[str]) -> set[str]:
+    def _files_referencing(self, names: Set[str]) -> set[str]:
         """The files referencing any of `names`. A typical edit touches a name or two: scanning
         every file's references for those costs less than building the index, which a one-shot
         map (a new process) would never use again."""

@@ -180,11 +180,11 @@ class RepoMap:
             results = source_files.tag_in_workers(self.root, groups)
         else:
             results = source_files.tag_files(self.root, to_parse)
-        for path, record, blob in results:
-            if record is not None:  # the read that was tagged is the one recorded
-                current[path] = changed[path] = record
-                fresh[record[4]] = blob
-                self._tags[record[4]] = source_files.unpack(blob)
+        for path, tagged, blob in results:
+            if tagged is not None:  # the read that was tagged is the one recorded
+                current[path] = changed[path] = tagged
+                fresh[tagged[4]] = blob
+                self._tags[tagged[4]] = source_files.unpack(blob)
         return changed, fresh
 
     # -- ranking and rendering --
@@ -221,14 +221,21 @@ class RepoMap:
         return text
 
     def outline(self, paths: Iterable[str]) -> str:
-        """The full outline of some files, e.g. those where an edit added or renamed definitions.
-        Files not scanned yet (just created) are tagged now."""
+        """The full outline of some files as they are on disk now, e.g. right after an edit added,
+        removed or moved definitions (the last scan may predate it). Tags come from the cache of
+        contents already seen, else from a parse."""
         tags: dict[str, FileTags] = {}
         for path in paths:
-            known = self.files.get(path)
-            if known is None:
-                read = source_files.read(self.root, path)
-                known = source_files.tag_content(path, read[1]) if read is not None else None
+            read = source_files.read(self.root, path)
+            if read is None:
+                continue
+            record, data = read
+            digest = record[-1]
+            if digest in self._tags:
+                known = self._tags[digest]
+            else:
+                known = source_files.tag_content(path, data)
+                self._tags[digest] = known
             if known is not None:
                 tags[path] = known
         return format_outline({path: t.definitions for path, t in tags.items()}, tags)

@@ -6,63 +6,35 @@ action costs one write and one read on a local socket instead of a `docker exec`
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-import re
 import socket
-import struct
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent_cli.errors import EnvironmentProblem, UsageError
-from agent_cli.sandbox import Observation
+from agent_cli.errors import EnvironmentProblem
+from agent_cli.sandbox import ExecResult, Observation, SandboxFactory, SandboxLimits, observation_from_reply
+from agent_cli.sandbox.channel import AttachChannel
 
 if TYPE_CHECKING:
     import docker
 
+    from agent_cli.cancel import CancelToken
+    from agent_cli.settings import Settings
+
 LABEL = "actsmith.container"  # images carry actsmith.image; only our run containers carry this
 OWNER_LABEL = "actsmith.owner"
 WORKSPACE = "/workspace"
+SCRATCH = "/tmp/actsmith"  # the harness's own files in the container, outside the repository
 READY_TIMEOUT_S = 60.0
 # Beyond the action's own timeout: the in-container interrupt grace, a worker restart, and slack.
 HOST_SLACK_S = 15.0
-
-
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmg]?)b?", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-MIN_MEMORY = 64 << 20  # the supervisor, the interpreter and a test run need some room
-MIN_PIDS = 32
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Resource limits of one sandbox; invalid values fail here, as one line, before anything starts."""
-
-    memory: str = "4g"
-    cpus: float = 2.0
-    pids: int = 1024
-    network: bool = False
-    max_output_chars: int = 10_000
-
-    def __post_init__(self) -> None:
-        if self.memory_bytes < MIN_MEMORY:
-            raise UsageError(f"memory = {self.memory!r} is too small: the sandbox needs at least 64m")
-        if not 0 < self.cpus <= 1024:
-            raise UsageError(f"cpus = {self.cpus:g}: expected a number of CPUs above 0, such as 0.5 or 2")
-        if self.pids < MIN_PIDS:
-            raise UsageError(
-                f"pids = {self.pids}: the sandbox needs a limit of at least {MIN_PIDS} processes"
-            )
-
-    @property
-    def memory_bytes(self) -> int:
-        match = _SIZE.fullmatch(str(self.memory).strip())
-        if not match:
-            raise UsageError(f"memory = {self.memory!r}: expected a size such as 512m or 4g (units k, m, g)")
-        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+SEND_CHUNK = 1 << 20
 
 
 def docker_client() -> docker.DockerClient:
@@ -146,80 +118,6 @@ def sweep_leftovers(client: docker.DockerClient, *, everything: bool = False) ->
     return removed
 
 
-MAX_MESSAGE_BYTES = 64 << 20  # far above any reply (output is capped inside), far below harm
-
-
-class AttachChannel:
-    """JSON lines over a container's attached stdio, demultiplexing Docker's stream frames."""
-
-    def __init__(self, sock: Any):
-        self.sock: socket.socket = getattr(sock, "_sock", sock)
-        # bytearrays, consumed from the front in one go: a long reply costs linear time, not quadratic.
-        self.frames = bytearray()
-        self.stdout = bytearray()
-        self.searched = 0  # how much of stdout is known to hold no newline
-        self.stderr_tail = b""
-
-    def send(self, message: dict) -> None:
-        self.sock.sendall(json.dumps(message).encode() + b"\n")
-
-    def receive(self, deadline: float) -> dict | None:
-        """The next JSON message from the supervisor's stdout; None at the deadline or on EOF."""
-        while (end := self.stdout.find(b"\n", self.searched)) < 0:
-            self.searched = len(self.stdout)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except TimeoutError:
-                return None
-            if not chunk:
-                raise ConnectionError("the sandbox closed its channel")
-            self.frames += chunk
-            self._demultiplex()
-            if len(self.frames) + len(self.stdout) > MAX_MESSAGE_BYTES:
-                # Code in the sandbox can write to this channel too; it must not exhaust the host.
-                raise ConnectionError(f"the sandbox sent a message over {MAX_MESSAGE_BYTES >> 20} MiB")
-        line = bytes(self.stdout[:end])
-        del self.stdout[: end + 1]
-        self.searched = 0
-        try:
-            message = json.loads(line)
-        except ValueError:
-            raise ConnectionError("the sandbox sent a malformed message") from None
-        if not isinstance(message, dict):
-            raise ConnectionError("the sandbox sent a malformed message")
-        return message
-
-    def _demultiplex(self) -> None:
-        offset = 0
-        while len(self.frames) - offset >= 8:
-            kind, size = self.frames[offset], struct.unpack_from(">I", self.frames, offset + 4)[0]
-            if len(self.frames) - offset - 8 < size:
-                break
-            payload = self.frames[offset + 8 : offset + 8 + size]
-            offset += 8 + size
-            if kind == 2:
-                self.stderr_tail = (self.stderr_tail + payload)[-4000:]
-            else:
-                self.stdout += payload
-        del self.frames[:offset]
-
-    def close(self) -> None:
-        try:
-            # shutdown, not just close: the Docker client keeps its own reference to this connection,
-            # and a daemon still writing into it (a sandbox flooding its output) would hang removal.
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
 def workspace_binds(repo: Path) -> dict[str, dict[str, str]]:
     """The repository read-write, but its .git read-only: from inside, code could otherwise plant
     hooks or config (core.fsmonitor, filters) that the host's own git commands would execute."""
@@ -246,15 +144,21 @@ def _common_git_dir(git_file: Path) -> Path:
 
 @dataclass
 class DockerSandbox:
-    """One container per run, the repository bind-mounted read-write at /workspace."""
+    """One container per session, the repository bind-mounted read-write at /workspace."""
 
     client: docker.DockerClient
     image: str
     repo: Path
-    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    limits: SandboxLimits
     container: str | None = None  # container id
     channel: AttachChannel | None = None
     next_id: int = 0
+    running: int | None = None  # the id of the action in flight
+    workdir: str = WORKSPACE
+    scratch: str = SCRATCH
+    python: str = "python3"
+    _exec_clients: threading.local = field(default_factory=threading.local)
+    _all_exec_clients: list[Any] = field(default_factory=list)
 
     def start(self) -> None:
         sweep_leftovers(self.client)
@@ -337,6 +241,9 @@ class DockerSandbox:
     def run(self, code: str, timeout: float) -> Observation:
         if self.channel is None:
             self.start()
+        assert self.channel is not None
+        # In this order: an interrupt() landing anywhere in between names this action (see interrupt).
+        self.running = self.next_id + 1
         self.next_id += 1
         request = {
             "id": self.next_id,
@@ -352,11 +259,14 @@ class DockerSandbox:
         except (ConnectionError, OSError):
             reason = "the sandbox container stopped (its supervisor was killed or the container removed)"
             return self._replace_container(reason, started, timed_out=False)
+        finally:
+            self.running = None
         if reply is None:
             return self._replace_container("the sandbox stopped responding", started, timed_out=True)
         return observation_from_reply(reply)
 
     def _await_reply(self, request_id: int, deadline: float) -> dict | None:
+        assert self.channel is not None
         while True:
             message = self.channel.receive(deadline)
             if message is None or message.get("id") == request_id:
@@ -373,14 +283,75 @@ class DockerSandbox:
         )
 
     def interrupt(self) -> None:
+        """Stop the action in flight, or the one about to be sent (the next id): a cancel may come
+        between the loop deciding to run an action and the request reaching the sandbox."""
         if self.channel is not None:
-            self.channel.send({"op": "interrupt"})
+            target = self.running if self.running is not None else self.next_id + 1
+            self.channel.send({"op": "interrupt", "id": target}, urgent=True)
 
     def restart(self) -> None:
+        if self.channel is None:
+            self.start()
+            return
         self.next_id += 1
         self.channel.send({"id": self.next_id, "op": "restart"})
         if self._await_reply(self.next_id, time.monotonic() + READY_TIMEOUT_S) is None:
             self._replace_container("the interpreter did not restart", time.monotonic(), timed_out=False)
+
+    def exec(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        stdin: bytes | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ExecResult:
+        """`docker exec` beside the interpreter, stdin attached: whatever is given is sent, and the
+        stream stays open until the process answers or we give up (closing it tells it to stop)."""
+        from docker.errors import APIError
+
+        container = self.container
+        if container is None:
+            return ExecResult(lost="the sandbox is not running")
+        api = self._exec_api()
+        try:
+            created = api.exec_create(container, argv, stdin=True, stdout=True, stderr=True)
+            channel = AttachChannel(api.exec_start(created["Id"], socket=True))
+        except APIError as error:
+            return ExecResult(lost=f"the sandbox could not start it: {error.explanation or error}")
+        deadline = time.monotonic() + timeout
+        lost: str | None
+        stop = cancel.on_cancel(channel.close) if cancel is not None else _nothing()
+        try:
+            with stop:
+                if stdin:
+                    view = memoryview(stdin)
+                    for start in range(0, len(view), SEND_CHUNK):
+                        channel.sock.sendall(view[start : start + SEND_CHUNK])
+                stdout = channel.read_all(deadline)
+        except (ConnectionError, OSError) as error:
+            stdout, lost = bytes(channel.stdout), f"the connection was lost ({error})"
+        else:
+            lost = None if stdout is not None else f"no answer within {timeout:.0f} s"
+        finally:
+            channel.close()
+        if cancel is not None and cancel.cancelled:
+            lost = "cancelled"
+        stderr = channel.stderr_tail.decode(errors="replace")
+        if lost is not None:
+            return ExecResult(None, bytes(channel.stdout), stderr, lost)
+        code = api.exec_inspect(created["Id"]).get("ExitCode")
+        return ExecResult(code, stdout or b"", stderr)
+
+    def _exec_api(self) -> Any:
+        """A client of the calling thread's own: a baseline test run execs from its thread while
+        the loop talks to the container on the main one."""
+        client = getattr(self._exec_clients, "client", None)
+        if client is None:
+            client = docker_client()
+            self._exec_clients.client = client
+            self._all_exec_clients.append(client)
+        return client.api
 
     def close(self) -> None:
         if self.channel is not None:
@@ -392,6 +363,9 @@ class DockerSandbox:
             except Exception:  # auto-remove may have won the race
                 pass
             self.container = None
+        for client in self._all_exec_clients:
+            client.close()
+        self._all_exec_clients.clear()
 
     def __enter__(self) -> DockerSandbox:
         self.start()
@@ -401,16 +375,37 @@ class DockerSandbox:
         self.close()
 
 
-def observation_from_reply(reply: dict) -> Observation:
-    return Observation(
-        stdout=reply.get("stdout") or "",
-        stderr=reply.get("stderr") or "",
-        value=reply.get("value"),
-        error=reply.get("error"),
-        timed_out=bool(reply.get("timed_out")),
-        restarted=bool(reply.get("restarted")),
-        restart_reason=reply.get("restart_reason"),
-        finished=reply.get("finished"),
-        truncated_chars=int(reply.get("truncated_chars") or 0),
-        duration_s=float(reply.get("duration_s") or 0.0),
-    )
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def image_for(client: docker.DockerClient, settings: Settings, log: Callable[[str], None]) -> str:
+    """The image to run: the one the user named, or ours built from sandboxes/ (cached by recipe hash)."""
+    if settings.image:
+        from docker.errors import ImageNotFound
+
+        try:
+            client.images.get(settings.image)
+        except ImageNotFound:
+            raise EnvironmentProblem(
+                f"image {settings.image} is not present locally: pull or build it, or drop --image"
+            ) from None
+        return settings.image
+    from agent_cli.sandbox.image import ensure_image
+
+    return ensure_image(client, base=settings.base_image, log=log)
+
+
+def docker_factory(settings: Settings, log: Callable[[str], None]) -> SandboxFactory:
+    """Sandboxes for sessions with these settings: the image is resolved (built when missing) once,
+    on the first call."""
+    image: list[str] = []
+
+    def make(root: Path) -> DockerSandbox:
+        client = docker_client()
+        if not image:
+            image.append(image_for(client, settings, log))
+        return DockerSandbox(client, image[0], root, SandboxLimits.from_settings(settings))
+
+    return make

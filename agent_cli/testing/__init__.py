@@ -7,36 +7,26 @@ the results; compare.py sets them against the baseline; gate.py holds it togethe
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent_cli.events import EventStream, TestsPlanned
 from agent_cli.testing.detect import TestCommand, configured_command, detect_test_command
-from agent_cli.testing.gate import (
-    SuiteRunner,
-    Summariser,
-    TestRequest,
-    TestRunner,
-    TestsSummary,
-    TestVerdict,
-    split_test_request,
-)
+from agent_cli.testing.gate import SuiteRunner, Summariser, TestRunner, TestsSummary, TestVerdict
 
 if TYPE_CHECKING:
+    from agent_cli.cancel import CancelToken
     from agent_cli.model import Model
-    from agent_cli.sandbox.docker_sandbox import DockerSandbox
+    from agent_cli.sandbox import Sandbox
     from agent_cli.settings import Settings
-    from agent_cli.trajectory import Trajectory
 
 __all__ = [
     "SuiteRunner",
     "TestCommand",
-    "TestRequest",
     "TestRunner",
     "TestVerdict",
     "TestsSummary",
     "build_test_runner",
-    "split_test_request",
 ]
 
 
@@ -44,42 +34,39 @@ def build_test_runner(
     settings: Settings,
     root: Path,
     base_tree: str,
-    sandbox: DockerSandbox,
-    model: Model,
-    trajectory: Trajectory,
+    sandbox: Sandbox,
+    summary_model: Model,
+    events: EventStream,
     task: str,
-    log: Callable[[str], None],
+    cancel: CancelToken | None = None,
 ) -> SuiteRunner:
-    """The runner for one task: the command chosen (and said), a summary model, the pre-run tree."""
-    from agent_cli.model import check_credentials, make_model
-    from agent_cli.testing.execute import ContainerExec, snapshot_tar
+    """The runner for one session: the command chosen (and said), a summary model, the pre-run tree."""
+    from agent_cli.testing.execute import SandboxExec, snapshot_tar
 
     command = configured_command(settings.test_cmd) if settings.test_cmd else detect_test_command(root)
-    summary_model = model
-    if settings.summary_model:
-        check_credentials(settings.summary_model, api_base=settings.api_base)
-        summary_model = make_model(settings.summary_model, api_base=settings.api_base)
     runner = SuiteRunner(
         command,
-        ContainerExec(sandbox),
+        SandboxExec(sandbox, cancel),
+        workdir=sandbox.workdir,
+        scratch=sandbox.scratch,
         task=task,
         gate_on=settings.tests,
         max_rounds=settings.max_test_rounds,
         timeout=settings.test_timeout,
         snapshot=lambda: snapshot_tar(root, base_tree),
-        summariser=Summariser(summary_model, trajectory),
-        trajectory=trajectory,
-        note=log,
+        summariser=Summariser(summary_model, events),
+        events=events,
     )
-    log(_announcement(command, settings.tests))
-    trajectory.event(
-        "tests",
-        command=command.command if command else None,
-        runner=command.kind if command else None,
-        reason=command.reason if command else "no test command found",
-        gate=bool(command and settings.tests),
-        max_rounds=settings.max_test_rounds,
-        timeout=settings.test_timeout,
+    events.notice(_announcement(command, settings.tests))
+    events.emit(
+        TestsPlanned(
+            command=command.command if command else None,
+            runner=command.kind if command else None,
+            reason=command.reason if command else "no test command found",
+            gate=bool(command and settings.tests),
+            max_rounds=settings.max_test_rounds,
+            timeout=settings.test_timeout,
+        )
     )
     return runner
 

@@ -1,9 +1,9 @@
-"""Run a test command in the sandbox container, beside the model's interpreter, with a timeout.
+"""Run a test command in the sandbox, beside the model's interpreter, with a timeout.
 
-Each run is one `docker exec` of incontainer.py: it runs the command in its own process group,
+Each run is one `Sandbox.exec` of incontainer.py: it runs the command in its own process group,
 interrupts it (then kills it) at the timeout, and answers with one JSON line holding the exit code,
 the output (head and tail) and the report files the runner wrote (pytest's JUnit XML) in a folder
-outside the repository. An exec shares the container's limits, user, mounts and missing network, and
+outside the repository. The exec shares the sandbox's limits, user, mounts and missing network, and
 does not go through the interpreter, so the model's variables and action numbering are untouched.
 """
 
@@ -17,17 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent_cli.sandbox.docker_sandbox import WORKSPACE, AttachChannel
+from agent_cli.gitops import git
 
 if TYPE_CHECKING:
-    from agent_cli.sandbox.docker_sandbox import DockerSandbox
+    from agent_cli.cancel import CancelToken
+    from agent_cli.sandbox import Sandbox
 
 RUNNER_SOURCE = (Path(__file__).resolve().parent / "incontainer.py").read_text()
-REPORTS_DIR = "/tmp/actsmith-tests"  # outside the repository: reports never show up in its diff
-BASELINE_DIR = "/tmp/actsmith-baseline"  # the pre-run copy of the repository the baseline runs in
 # Beyond the timeout: the interrupt grace (incontainer.py), unpacking a baseline copy, and slack.
 HOST_SLACK_S = 60.0
-SEND_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -35,14 +33,14 @@ class Job:
     command: str
     timeout: float
     reports: str  # the folder the runner writes its reports to (pytest's JUnit XML)
-    cwd: str = WORKSPACE
+    cwd: str
     env: dict[str, str] = field(default_factory=dict)
     snapshot: bytes | None = None  # a tar of the repository to unpack into cwd first
 
 
 @dataclass(frozen=True)
 class RawRun:
-    """What came back from the container, before any parsing."""
+    """What came back from the sandbox, before any parsing."""
 
     exit_code: int | None = None
     timed_out: bool = False
@@ -66,26 +64,19 @@ class RawRun:
 
 
 class Executor(Protocol):
-    """Where test commands run. The container one is the real thing; tests may use others."""
+    """Where test commands run: the sandbox (SandboxExec); unit tests use others."""
 
     def run(self, job: Job) -> RawRun: ...
 
-    def close(self) -> None: ...
-
 
 @dataclass
-class ContainerExec:
-    """Runs jobs with `docker exec` in the sandbox's current container (it may be replaced mid-run)."""
+class SandboxExec:
+    """Runs jobs through the sandbox's exec, beside its interpreter (which may be replaced mid-run)."""
 
-    sandbox: DockerSandbox
-    _client: Any = None
+    sandbox: Sandbox
+    cancel: CancelToken | None = None
 
     def run(self, job: Job) -> RawRun:
-        from docker.errors import APIError
-
-        container = self.sandbox.container
-        if container is None:
-            return RawRun(lost="the sandbox is not running")
         spec = {
             "command": job.command,
             "cwd": job.cwd,
@@ -94,68 +85,36 @@ class ContainerExec:
             "reports": job.reports,
             "snapshot": job.snapshot is not None,
         }
-        api = self._api()
-        try:
-            created = api.exec_create(
-                container,
-                ["python3", "-I", "-c", RUNNER_SOURCE, json.dumps(spec)],
-                stdin=job.snapshot is not None,
-                stdout=True,
-                stderr=True,
-            )
-            sock = api.exec_start(created["Id"], socket=True)
-        except APIError as error:
-            return RawRun(lost=f"the sandbox could not start the tests: {error.explanation or error}")
-        return self._collect(AttachChannel(sock), job)
-
-    def _collect(self, channel: AttachChannel, job: Job) -> RawRun:
-        deadline = time.monotonic() + job.timeout + HOST_SLACK_S
-        try:
-            if job.snapshot is not None:
-                _send(channel, job.snapshot)
-            message = channel.receive(deadline)
-        except (ConnectionError, OSError, ValueError):
-            message = None
-        finally:
-            channel.close()
-        if message is None:
-            said = channel.stderr_tail.decode(errors="replace").strip().splitlines()
+        argv = [self.sandbox.python, "-I", "-c", RUNNER_SOURCE, json.dumps(spec)]
+        result = self.sandbox.exec(
+            argv, timeout=job.timeout + HOST_SLACK_S, stdin=job.snapshot, cancel=self.cancel
+        )
+        if result.lost is not None:
+            said = result.stderr.strip().splitlines()
             detail = f": {said[-1]}" if said else ""
-            return RawRun(lost=f"the test run ended without a result (the sandbox was restarted?){detail}")
+            return RawRun(lost=f"the test run ended without a result ({result.lost}){detail}")
+        lines = result.stdout.decode("utf-8", "replace").strip().splitlines()
+        try:
+            message = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            said = result.stderr.strip().splitlines()
+            detail = f": {said[-1]}" if said else f" (exit code {result.exit_code})"
+            return RawRun(lost=f"the test runner gave no result{detail}")
         return RawRun.from_message(message)
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _api(self) -> Any:
-        """A client of our own: the baseline runs in a thread while the loop uses the sandbox's."""
-        if self._client is None:
-            from agent_cli.sandbox.docker_sandbox import docker_client
-
-            self._client = docker_client()
-        return self._client.api
-
-
-def _send(channel: AttachChannel, data: bytes) -> None:
-    view = memoryview(data)
-    for start in range(0, len(view), SEND_CHUNK):
-        channel.sock.sendall(view[start : start + SEND_CHUNK])
 
 
 def snapshot_tar(root: Path, tree: str) -> bytes:
     """The tree (the repository before the run) as a tar of the exact stored bytes. Built from the
     objects, not with `git archive`, which would leave out files marked `export-ignore`."""
-    from agent_cli.workspace import git
-
     listing = git(root, "ls-tree", "-r", "-z", "--full-tree", tree).decode("utf-8", "surrogateescape")
-    entries = []
+    entries: list[tuple[int, str, str]] = []
     for record in filter(None, listing.split("\0")):
         meta, _, path = record.partition("\t")
-        mode, kind, sha = meta.split()
+        mode_text, kind, sha = meta.split()
         if kind == "blob":  # submodules (commits) have no content here
-            entries.append((int(mode, 8), sha, path))
+            entries.append((int(mode_text, 8), sha, path))
     contents = git(root, "cat-file", "--batch", input="".join(f"{sha}\n" for _, sha, _ in entries).encode())
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:

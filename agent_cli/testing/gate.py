@@ -9,60 +9,26 @@ finishes; tests that blocked last time run first, then the whole suite once they
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from agent_cli.errors import ActsmithError
+from agent_cli.events import EventStream, ModelCalled, TestsRan
 from agent_cli.model import Model, Usage
-from agent_cli.sandbox import Observation
-from agent_cli.sandbox.docker_sandbox import WORKSPACE
+from agent_cli.sandbox import RunTests
 from agent_cli.templates import render
 from agent_cli.testing.compare import Comparison, compare
 from agent_cli.testing.detect import TestCommand, kind_of
-from agent_cli.testing.execute import BASELINE_DIR, REPORTS_DIR, Executor, Job
-from agent_cli.testing.parsers import clean, interrupted_at, parse_results
-from agent_cli.testing.results import SuiteRun
+from agent_cli.testing.execute import Executor, Job
+from agent_cli.testing.parsers import clean, hung_test, interrupted_at, parse_results
+from agent_cli.testing.results import SuiteRun, TestResult
 
-if TYPE_CHECKING:
-    from agent_cli.trajectory import Trajectory
-
-# helpers.run_tests() in the kernel ends the action through finish() with this prefix and its arguments.
-REQUEST_PREFIX = "[actsmith:run_tests]"
 LONG_OUTPUT_CHARS = 4_000  # raw output longer than this is condensed by the summary model
 SUMMARY_INPUT_CHARS = 30_000
 TAIL_LINES = 40
-
-
-@dataclass(frozen=True)
-class TestRequest:
-    """A run_tests() call: the command the model named (None: the project's) and its timeout."""
-
-    __test__ = False
-
-    command: str | None = None
-    timeout: float | None = None
-
-
-def split_test_request(observation: Observation) -> tuple[Observation, TestRequest | None]:
-    """Take a run_tests() request out of an observation: it came through the finish() channel."""
-    finished = observation.finished
-    if finished is None or not finished.startswith(REQUEST_PREFIX):
-        return observation, None
-    try:
-        arguments = json.loads(finished[len(REQUEST_PREFIX) :])
-    except ValueError:
-        arguments = {}
-    command = arguments.get("cmd") if isinstance(arguments, dict) else None
-    timeout = arguments.get("timeout") if isinstance(arguments, dict) else None
-    request = TestRequest(
-        command if isinstance(command, str) and command.strip() else None,
-        float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None,
-    )
-    return replace(observation, finished=None), request
 
 
 def unavailable_report() -> str:
@@ -90,7 +56,7 @@ class TestRunner(Protocol):
         """A line or two for the state block the model sees every turn (None: nothing to say)."""
         ...
 
-    def check(self, step: int, request: TestRequest, time_left: float) -> TestVerdict:
+    def check(self, step: int, request: RunTests, time_left: float) -> TestVerdict:
         """Run the tests because the model called run_tests()."""
         ...
 
@@ -114,7 +80,7 @@ class Summariser:
     """A model role that condenses long raw test output into a diagnosis (prompts/test_summary.md)."""
 
     model: Model
-    trajectory: Trajectory | None = None
+    events: EventStream | None = None
 
     def diagnose(self, run: SuiteRun) -> tuple[str | None, Usage]:
         output = run.output
@@ -128,25 +94,24 @@ class Summariser:
             reply = self.model.complete(messages)
         except ActsmithError:
             return None, Usage()  # the raw output is shown instead; the run goes on
-        if self.trajectory is not None:
-            self.trajectory.event(
-                "model_call",
-                role="test_summary",
-                step=run.step,
-                messages=messages,
-                reply=reply.content,
-                usage=reply.usage,
-                latency_s=round(reply.latency_s, 3),
+        if self.events is not None:
+            self.events.emit(
+                ModelCalled(
+                    run.step, messages, reply.content, reply.usage, round(reply.latency_s, 3), "test_summary"
+                )
             )
         return reply.content.strip() or None, reply.usage
 
 
-def test_environment(reports: str) -> dict[str, str]:
+def test_environment(reports: str, timeout: float) -> dict[str, str]:
     """Set for every test command: any pytest inside it (even under make or npm) writes JUnit XML
-    outside the repository, with short tracebacks, and keeps going past a module that fails to import."""
+    outside the repository, with short tracebacks, keeps going past a module that fails to import,
+    and dumps the stack of a test that runs long (only the dump of a run the timeout stops is read)."""
+    hang_after = max(1, min(60, int(timeout / 3)))
     return {
         "PYTEST_ADDOPTS": (
             f"--junitxml={reports}/junit.xml -o junit_family=xunit1 --tb=short --continue-on-collection-errors"
+            f" -o faulthandler_timeout={hang_after}"
         ),
         "CI": "true",  # test tools stop asking questions and watching files
         "NO_COLOR": "1",
@@ -161,14 +126,15 @@ class SuiteRunner:
 
     command: TestCommand | None
     executor: Executor
+    workdir: str  # the repository, as the sandbox sees it
+    scratch: str  # the sandbox's private folder: reports and the baseline's copy go there
     task: str = ""
     gate_on: bool = True  # --no-tests: no baseline, no gate; run_tests() still works
     max_rounds: int = 3  # reports sent back on finish() before a failing finish() ends the run
     timeout: float = 600.0
     snapshot: Callable[[], bytes] | None = None  # the pre-run repository as a tar, for the baseline
     summariser: Summariser | None = None
-    trajectory: Trajectory | None = None
-    note: Callable[[str], None] = lambda line: None
+    events: EventStream = field(default_factory=EventStream)
 
     def __post_init__(self) -> None:
         self.baseline: SuiteRun | None = None
@@ -206,7 +172,12 @@ class SuiteRunner:
     def _run_baseline(self) -> SuiteRun:
         assert self.command is not None and self.snapshot is not None
         return self._execute(
-            self.command.command, "baseline", 0, self.timeout, cwd=BASELINE_DIR, snapshot=self.snapshot()
+            self.command.command,
+            "baseline",
+            0,
+            self.timeout,
+            cwd=f"{self.scratch}/baseline",
+            snapshot=self.snapshot(),
         )
 
     def _collect_baseline(self, wait: float = 0.0) -> SuiteRun | None:
@@ -218,13 +189,13 @@ class SuiteRunner:
         if run is None or run.lost is not None:
             if not wait:
                 return None
-            self.note(
+            self.events.notice(
                 f"tests: the baseline run was lost ({run.lost if run else 'no result'}); running it again"
             )
             run = self._run_baseline()
         self.baseline = run
         self._record(run)
-        self.note(f"tests: before the run, {run.counts_text()} ({run.duration_s:.1f}s)")
+        self.events.notice(f"tests: before the run, {run.counts_text()} ({run.duration_s:.1f}s)")
         return run
 
     # --------------------------------------------------------------------------------- the seam
@@ -257,7 +228,7 @@ class SuiteRunner:
             return None
         return "\n".join([f"`{self.command.command}`", *lines])
 
-    def check(self, step: int, request: TestRequest, time_left: float) -> TestVerdict:
+    def check(self, step: int, request: RunTests, time_left: float) -> TestVerdict:
         timeout = min(self.timeout, request.timeout or math.inf, max(time_left, 1.0))
         if request.command is not None:
             run = self._execute(
@@ -316,8 +287,7 @@ class SuiteRunner:
         return TestsSummary("passed", text)
 
     def close(self) -> None:
-        """Nothing to wait for: a baseline still running ends with the sandbox's container."""
-        self.executor.close()
+        """Nothing to wait for: a baseline still running ends with the sandbox."""
 
     # ------------------------------------------------------------------------------------ runs
 
@@ -350,18 +320,26 @@ class SuiteRunner:
         step: int,
         timeout: float,
         *,
-        cwd: str = WORKSPACE,
+        cwd: str | None = None,
         snapshot: bytes | None = None,
         kind: str | None = None,
         scope: str = "full",
         selected: tuple[str, ...] = (),
     ) -> SuiteRun:
-        reports = f"{REPORTS_DIR}/{next(self._ids)}"
-        raw = self.executor.run(Job(command, timeout, reports, cwd, test_environment(reports), snapshot))
-        fmt, results = ("raw", {})
+        cwd = cwd or self.workdir
+        reports = f"{self.scratch}/tests/{next(self._ids)}"
+        environment = test_environment(reports, timeout)
+        raw = self.executor.run(Job(command, timeout, reports, cwd, environment, snapshot))
+        fmt, results = "raw", dict[str, TestResult]()
         if raw.lost is None:
             fmt, results = parse_results(kind or self._kind(), raw.output, raw.reports, cwd)
         output = clean(raw.output)
+        stopped_at = None
+        if raw.timed_out:
+            hung = hung_test(output, cwd, timeout)
+            if hung is not None and not (hung.id in results and results[hung.id].failing):
+                results = {**results, hung.id: hung}
+            stopped_at = hung.id if hung else interrupted_at(output, cwd)
         run = SuiteRun(
             command,
             trigger,
@@ -375,7 +353,7 @@ class SuiteRunner:
             lost=raw.lost,
             step=step,
             scope=scope,
-            stopped_at=interrupted_at(output, cwd) if raw.timed_out else None,
+            stopped_at=stopped_at,
         )
         if trigger != "baseline":
             self._record(run)
@@ -385,21 +363,21 @@ class SuiteRunner:
         return self.command.kind if self.command else "custom"
 
     def _record(self, run: SuiteRun) -> None:
-        if self.trajectory is None:
-            return
-        self.trajectory.event(
-            "tests_run",
-            step=run.step,
-            trigger=run.trigger,
-            command=run.command,
-            scope=run.scope,
-            exit_code=run.exit_code,
-            timed_out=run.timed_out,
-            duration_s=run.duration_s,
-            format=run.format,
-            counts=run.counts(),
-            failing=[t.id for t in run.failures],
-            lost=run.lost,
+        self.events.emit(
+            TestsRan(
+                step=run.step,
+                trigger=run.trigger,
+                command=run.command,
+                scope=run.scope,
+                exit_code=run.exit_code,
+                timed_out=run.timed_out,
+                duration_s=run.duration_s,
+                format=run.format,
+                counts=run.counts(),
+                failing=[t.id for t in run.failures],
+                lost=run.lost,
+                hung=run.stopped_at,
+            )
         )
 
     # ---------------------------------------------------------------------------------- report

@@ -1,8 +1,10 @@
 """Run one test command inside the sandbox container; print its outcome as one JSON line.
 
-The host starts this with `docker exec ... python3 -I -c <this file> <job as JSON>`, beside the model's
-interpreter, so it runs under the same limits, user and mounts. Stdlib only, written for any python3
-an image may have. For a baseline, the repository as it was before the run arrives as a tar on stdin.
+The host starts this through the sandbox's exec (`python3 -I -c <this file> <job as JSON>`), beside
+the model's interpreter, so it runs under the same limits, user and mounts. Stdlib only, written for
+any python3 an image may have. For a baseline, the repository as it was before the run arrives as a
+tar on stdin. When the host closes stdin (it gave up, or the session was cancelled), the command is
+killed: a test run never outlives the one who asked for it.
 """
 
 import json
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
 INTERRUPT_GRACE_S = 5.0  # after SIGINT: pytest still writes its JUnit report and shows where it hung
@@ -102,6 +105,21 @@ def relay(proc, kept, deadline):
     return interrupted_at is not None
 
 
+def stop_when_stdin_closes(proc, host_gone):
+    """Kill the command's process group once the host closes our stdin."""
+
+    def watch():
+        try:
+            while sys.stdin.buffer.read1(65536):
+                pass
+        except (OSError, ValueError):
+            pass
+        host_gone.set()
+        signal_group(proc, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def read_reports(folder):
     reports = {}
     for name in sorted(os.listdir(folder)):
@@ -131,8 +149,12 @@ def run(job):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    host_gone = threading.Event()
+    stop_when_stdin_closes(proc, host_gone)
     kept = Kept(job.get("keep_head", 20000), job.get("keep_tail", 80000))
     timed_out = relay(proc, kept, started + float(job["timeout"]))
+    if host_gone.is_set():
+        return {"error": "the host stopped waiting"}
     signal_group(proc, signal.SIGKILL)  # background processes the suite left running
     proc.wait()
     output, cut = kept.text()

@@ -111,7 +111,7 @@ def trim_traceback(text: str, root: str) -> str:
         if frame:
             relative = repo_path(frame.group("path"), root)
             skipping = relative is None
-            if skipping:
+            if relative is None:
                 dropped += 1
                 continue
             line = line.replace(frame.group("path"), relative, 1)
@@ -126,6 +126,40 @@ def trim_traceback(text: str, root: str) -> str:
 
 
 INTERRUPTED_AT = re.compile(r"^(?P<path>\S+):(?P<line>\d+): KeyboardInterrupt$", re.MULTILINE)
+# Python's faulthandler (pytest's faulthandler_timeout) dumping a test that runs too long.
+FAULTHANDLER_DUMP = re.compile(r"^Timeout \((?P<after>[\d:.]+)\)!$", re.MULTILINE)
+FAULTHANDLER_FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+) in (?P<function>\S+)')
+TEST_FILE = re.compile(r"(^|/)(test_[^/]*|[^/]*_test)\.py$")
+
+
+def hung_test(output: str, root: str, timeout: float) -> TestResult | None:
+    """The test a timeout stopped, from the last traceback dump pytest's faulthandler wrote while it
+    ran too long: named as pytest names it (file::function), with its stack inside the repository."""
+    dumps = list(FAULTHANDLER_DUMP.finditer(output))
+    if not dumps:
+        return None
+    frames: list[tuple[str, str, str]] = []  # innermost first, as faulthandler lists them
+    for line in output[dumps[-1].end() :].splitlines():
+        frame = FAULTHANDLER_FRAME.match(line)
+        if frame is None:
+            if frames:
+                break  # the end of the first thread's stack: the one running the test
+            continue  # the "Thread 0x... (most recent call first):" header
+        path = repo_path(frame.group("path"), root)
+        if path is not None:
+            frames.append((path, frame.group("line"), frame.group("function")))
+    if not frames:
+        return None
+    in_tests = [f for f in frames if TEST_FILE.search(f[0]) and f[2].startswith("test")]
+    path, line, function = in_tests[-1] if in_tests else frames[-1]
+    stack = "\n".join(f"{p}:{n}: in {f}" for p, n, f in reversed(frames))
+    return TestResult(
+        f"{path}::{function}",
+        "error",
+        message=f"did not finish: the run was stopped at its timeout ({timeout:g} s) while this test was at {path}:{line}",
+        traceback=stack,
+        file=path,
+    )
 
 
 def interrupted_at(output: str, root: str) -> str | None:
@@ -305,7 +339,7 @@ def _go_result(test_id: str, outcome: str, text: str, root: str) -> TestResult:
 
 
 def _go_values(messages: list[str]) -> tuple[str | None, str | None]:
-    labelled = {}
+    labelled: dict[str, str] = {}
     for message in messages:
         value = TESTIFY_VALUE.match(message)
         if value:
@@ -376,7 +410,10 @@ def parse_libtest(output: str, root: str) -> dict[str, TestResult]:
 def _libtest_result(name: str, outcome: str, lines: list[str], root: str) -> TestResult:
     if outcome != "failed":
         return TestResult(name, outcome)
-    location, message_lines, values, backtrace = "", [], {}, []
+    location = ""
+    message_lines: list[str] = []
+    backtrace: list[str] = []
+    values: dict[str, str] = {}
     for line in lines:
         if backtrace or line.startswith("stack backtrace:"):
             backtrace.append(line)

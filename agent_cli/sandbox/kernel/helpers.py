@@ -4,7 +4,6 @@ Every public function listed in __all__ is documented to the model in the system
 from these signatures and docstrings, so keep each docstring short, exact and written for the model.
 """
 
-import json
 import os
 import re
 import selectors
@@ -27,7 +26,7 @@ SKIP_DIRS = {
     ".pytest_cache",
     ".actsmith",
 }
-_finished_exception = None
+_control = None
 
 
 class HelperError(Exception):
@@ -256,23 +255,26 @@ def _relay_output(proc, timeout):
         selector.close()
 
 
-# The harness runs the tests after the action (see agent_cli/testing/gate.py, which reads this prefix).
-RUN_TESTS_REQUEST = "[actsmith:run_tests]"
-
-
 def run_tests(cmd=None, timeout=None):
     """Run the repository's tests (or the shell command `cmd`) when this action ends. Your next observation is a report: failures with their assertion and traceback, compared with the tests before your first edit. Code after run_tests() in the same action does not run."""
-    raise _finished_exception(RUN_TESTS_REQUEST + json.dumps({"cmd": cmd, "timeout": timeout}))
+    if cmd is not None and not isinstance(cmd, str):
+        raise HelperError(
+            "run_tests(cmd): cmd is a shell command as one string, or None for the project's tests"
+        )
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise HelperError("run_tests(timeout=...): a number of seconds above 0, or None")
+    raise _control({"kind": "run_tests", "command": cmd, "timeout": timeout})
 
 
 def finish(summary):
     """End the task. `summary` says what you changed and why. Code after finish() in the same action does not run. The tests run first: if tests that passed before your first edit fail, you get their report instead and the task goes on."""
-    raise _finished_exception(summary)
+    raise _control({"kind": "finish", "summary": str(summary)})
 
 
-def install(namespace, finished_exception):
-    """Bind the helpers into an action namespace."""
-    global _finished_exception
-    _finished_exception = finished_exception
+def install(namespace, control_exception):
+    """Bind the helpers into an action namespace; `control_exception` ends an action with a control
+    value for the harness (see worker.Control)."""
+    global _control
+    _control = control_exception
     for name in __all__:
         namespace[name] = globals()[name]

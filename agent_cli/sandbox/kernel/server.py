@@ -324,6 +324,7 @@ class Supervisor:
         self.reap = []  # pids the worker should reap: its children we killed after an interrupt
         self.host_buf = b""
         self.host_eof = False
+        self.interrupt_next = None  # the id of an action interrupted before it arrived
         self.stdin_fd = sys.stdin.fileno()
         os.set_blocking(self.stdin_fd, False)
 
@@ -373,9 +374,14 @@ class Supervisor:
                 self.send({"id": message.get("id"), "ok": True, "restarted": True})
             elif op == "ping":
                 self.send({"id": message.get("id"), "ok": True})
-            # An interrupt that arrives between actions has nothing to stop.
+            elif op == "interrupt":
+                # Between actions: it names the action the host is about to send (its interrupt
+                # raced the request); that one is not run. An older id has nothing left to stop.
+                self.interrupt_next = message.get("id")
 
     def run_action(self, message, pending):
+        if message.get("id") is not None and message.get("id") == self.interrupt_next:
+            return self.interrupted_before_start(message)
         lost = self.ensure_worker_alive()
         action = Action(message, self.worker)
         try:
@@ -421,10 +427,12 @@ class Supervisor:
         worker = action.worker
         if fd == self.stdin_fd:
             for msg in self.read_host_messages():
-                if msg.get("op") == "interrupt" and action.interrupted_at is None:
-                    action.interrupted_at = self.interrupt_worker(time.monotonic())
-                else:
+                if msg.get("op") != "interrupt":
                     pending.append(msg)
+                elif msg.get("id") in (None, action.id) and action.interrupted_at is None:
+                    action.interrupted_at = self.interrupt_worker(time.monotonic())
+                elif msg.get("id") is not None and msg.get("id") != action.id:
+                    self.interrupt_next = msg.get("id")
             if self.host_eof:
                 sel.unregister(fd)
         elif fd == worker.resp_fd:
@@ -464,6 +472,15 @@ class Supervisor:
             )
         return notes
 
+    def interrupted_before_start(self, message):
+        return {
+            "id": message.get("id"),
+            "ok": True,
+            "error": "KeyboardInterrupt: the action was interrupted before it started",
+            "interrupted": True,
+            "duration_s": 0.0,
+        }
+
     def reply(self, action, restarted, reason, notes):
         stdout, cut_out, escaped_out = action.out.text(action.max_output)
         stderr, cut_err, escaped_err = action.err.text(action.max_output)
@@ -475,7 +492,7 @@ class Supervisor:
             "stderr": "\n".join(filter(None, [stderr + (ESCAPED_NOTE if escaped_err else ""), *notes])),
             "value": result.get("value"),
             "error": result.get("error"),
-            "finished": result.get("finished"),
+            "control": result.get("control"),
             "timed_out": action.timed_out,
             "interrupted": action.interrupted_at is not None,
             "restarted": restarted,

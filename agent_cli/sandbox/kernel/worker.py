@@ -18,12 +18,14 @@ from common import cut_middle, escape_unshowable
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-class Finished(BaseException):
-    """Raised by finish(): a BaseException so `except Exception` in an action cannot swallow it."""
+class Control(BaseException):
+    """Raised by finish() and run_tests() to end the action and tell the harness what to do next
+    (`control` is a JSON-ready dict with a "kind"). A BaseException so that `except Exception` in an
+    action cannot swallow it."""
 
-    def __init__(self, summary):
-        super().__init__(summary)
-        self.summary = summary
+    def __init__(self, control):
+        super().__init__(control.get("kind"))
+        self.control = control
 
 
 def compile_action(code, filename):
@@ -52,13 +54,13 @@ class Kernel:
     def __init__(self, helpers):
         self.namespace = {"__name__": "__main__", "__builtins__": builtins}
         self.count = 0
-        helpers.install(self.namespace, Finished)
+        helpers.install(self.namespace, Control)
 
     def run(self, code, max_output):
         self.count += 1
         filename = "<action-%d>" % self.count
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        reply = {"value": None, "error": None, "finished": None, "truncated_chars": 0}
+        reply = {"value": None, "error": None, "control": None, "truncated_chars": 0}
 
         def capped(key, text):
             reply[key], cut = cut_middle(escape_unshowable(text)[0], max_output)
@@ -72,8 +74,14 @@ class Kernel:
                 if value is not None:
                     self.namespace["_"] = value
                     capped("value", repr(value))
-        except Finished as done:
-            capped("finished", str(done.summary))
+        except Control as done:
+            control = dict(done.control)
+            if "summary" in control:
+                control["summary"], cut = cut_middle(
+                    escape_unshowable(str(control["summary"]))[0], max_output
+                )
+                reply["truncated_chars"] += cut
+            reply["control"] = control
         except KeyboardInterrupt:
             reply["error"] = "KeyboardInterrupt: the action was interrupted"
         except BaseException as exc:  # an action may raise anything, SystemExit included
