@@ -232,6 +232,10 @@ class Agent:
         if isinstance(control, Finish) and (verdict is None or verdict.passed):
             text = self._observation_text(observation, timeout, edits, None, accepted=True)
             self._record(number, reply, parsed, observation, text, ends="finished")
+            untested = self.tests.untested_reason() if self.tests else None
+            if untested:
+                message = f"finished, but the tests did not check it: {untested}"
+                return self._result("finished_untested", EXIT_OK, message, control.summary)
             return self._result("finished", EXIT_OK, "the model called finish()", control.summary)
         if verdict is not None and verdict.final:
             summary = control.summary if isinstance(control, Finish) else None

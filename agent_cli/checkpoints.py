@@ -360,3 +360,14 @@ def _clear_directory_in_the_way(path: Path) -> None:
         if parent.is_file() or parent.is_symlink():
             parent.unlink()
             break
+
+
+def working_tree(workspace: Workspace) -> str:
+    """A tree object of the working tree as it is now (untracked files in, ignored ones out), made
+    through a throwaway index: no ref, no run, the user's index untouched."""
+    scratch = workspace.common_git_dir / "actsmith"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="snapshot-", dir=scratch) as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(workspace.root, "add", "--all", "--", ".", env=env)
+        return git(workspace.root, "write-tree", env=env).decode().strip()

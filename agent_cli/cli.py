@@ -33,7 +33,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-sandbox_app = typer.Typer(help="Build or clean the Docker sandbox.", no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="Build the Docker sandbox, prepare a repository's environment, clean up.", no_args_is_help=True
+)
 app.add_typer(sandbox_app, name="sandbox")
 P = ParamSpec("P")
 
@@ -60,16 +62,24 @@ def reports_errors(command: Callable[P, None]) -> Callable[P, None]:
     return wrapper
 
 
-def with_settings(command: Callable[..., None]) -> Callable[..., None]:
-    """Give a command one flag per setting (declared once, in settings.py); it receives the flags the
-    user passed as `flags`, for load_settings to merge over the other sources."""
+def with_settings(command: Callable[..., None] | None = None, *, only: tuple[str, ...] | None = None) -> Any:
+    """Give a command one flag per setting (declared once, in settings.py), or those named in `only`;
+    it receives the flags the user passed as `flags`, for load_settings to merge over the rest."""
+    if command is None:
+        return functools.partial(with_settings, only=only)
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "flags"]
-    added = [_setting_parameter(name) for name, item in FIELDS.items() if spec_of(item).cli]
-    names = {parameter.name for parameter in added}
+    chosen = [name for name, item in FIELDS.items() if (name in only if only else spec_of(item).cli)]
+    added = [parameter for name in chosen for parameter in _setting_parameters(name)]
+    negatives = {f"no_{name}": name for name in chosen if spec_of(FIELDS[name]).negative}
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
-        flags = {name: kwargs.pop(name) for name in names}
+        flags = {name: kwargs.pop(name) for name in chosen}
+        for negative, name in negatives.items():
+            if kwargs.pop(negative):
+                flags[name] = []
+            elif not flags[name]:
+                flags[name] = None  # an empty repeatable option: not given
         command(**kwargs, flags=flags)
 
     parameters = own + added
@@ -79,7 +89,7 @@ def with_settings(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def _setting_parameter(name: str) -> inspect.Parameter:
+def _setting_parameters(name: str) -> list[inspect.Parameter]:
     item = FIELDS[name]
     spec, kind = spec_of(item), value_type(item)
     option = spec.flag or flag_name(item)
@@ -88,9 +98,20 @@ def _setting_parameter(name: str) -> inspect.Parameter:
     default = item.default
     shown = ("on" if default else "off") if isinstance(default, bool) else default
     help_text = spec.help + (f" (default: {shown})" if shown not in (None, "") else "")
-    optional: Any = kind | None
+    optional: Any = list[str] | None if kind is tuple else kind | None
     annotation = Annotated[optional, typer.Option(option, help=help_text, show_default=False)]
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+    parameters = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+    ]
+    if spec.negative:
+        flag, text = spec.negative
+        negative = Annotated[bool, typer.Option(flag, help=text)]
+        parameters.append(
+            inspect.Parameter(
+                f"no_{name}", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=negative
+            )
+        )
+    return parameters
 
 
 def _is_environment_error(error: Exception) -> bool:
@@ -292,6 +313,52 @@ def sandbox_build(
     settings = load_settings(None, {"base_image": base})
     tag = ensure_image(docker_client(), base=settings.base_image, rebuild=rebuild, log=_progress)
     _console().print(tag)
+
+
+@sandbox_app.command("setup")
+@reports_errors
+@with_settings(only=("setup", "setup_timeout", "setup_credentials", "image"))
+def sandbox_setup(
+    repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None,
+    rebuild: Annotated[
+        bool, typer.Option(help="Build even if an environment for these inputs exists.")
+    ] = False,
+    *,
+    flags: dict[str, Any],
+) -> None:
+    """Prepare the repository's environment image now (setup, detected or configured), with its log."""
+    from agent_cli.checkpoints import working_tree
+    from agent_cli.sandbox import SandboxRequest
+    from agent_cli.sandbox.docker_sandbox import docker_client, image_for
+    from agent_cli.settings import load_settings
+    from agent_cli.setup import prepare_environment
+    from agent_cli.testing.execute import snapshot_tar
+
+    workspace = _open_workspace(repo)
+    settings = load_settings(workspace.root, flags)
+    events, close_view = _event_stream(json_output=False)
+    try:
+        client = docker_client()
+        image = image_for(client, settings, events.notice)
+        tree = working_tree(workspace)
+        request = SandboxRequest(workspace.root, workspace.root, lambda: snapshot_tar(workspace.root, tree))
+        environment, _ = prepare_environment(client, image, settings, request, events, rebuild=rebuild)
+    finally:
+        close_view()
+    _console().print(environment)
+
+
+@sandbox_app.command("prune")
+@reports_errors
+def sandbox_prune(
+    everything: Annotated[bool, typer.Option("--all", help="Remove every environment image.")] = False,
+) -> None:
+    """Remove environment images no longer current (superseded, or their repository is gone)."""
+    from agent_cli.sandbox.docker_sandbox import docker_client
+    from agent_cli.setup import prune_environments
+
+    removed = prune_environments(docker_client(), everything=everything)
+    _console().print(f"removed {len(removed)} image(s)" + (f": {', '.join(removed)}" if removed else ""))
 
 
 @sandbox_app.command("clean")

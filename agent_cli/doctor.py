@@ -1,8 +1,9 @@
 """`actsmith doctor`: check everything a run needs, one line per check, each failure with its fix.
 
 Checks: the settings, Docker (reachable, its version), the sandbox image (present, or how the first run
-will get it), the model configuration (a model, and credentials for it: names only, never values),
-and containers left by runs that died. Secrets are never printed: only the names of missing keys.
+will get it), the repository's setup (what it runs, and whether its environment image is ready), the
+model configuration (a model, and credentials for it: names only, never values), and containers
+left by runs that died. Secrets are never printed: only the names of missing keys.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def run_checks(repo: Path | None, flags: dict[str, Any]) -> list[Check]:
         checks += [Check("image", False, skipped), Check("leftovers", False, skipped)]
     else:
         checks += [check_image(client, settings), check_leftovers(client)]
+        if repo is not None:
+            checks.append(check_setup(client, settings, repo))
     checks.append(check_model(settings))
     return checks
 
@@ -96,6 +99,27 @@ def check_image(client: docker.DockerClient, settings: Settings) -> Check:
     except ActsmithError as error:
         return Check("image", False, "the sandbox image is missing and cannot be built", str(error))
     return Check("image", True, f"{plan.tag} {plan.how}")
+
+
+def check_setup(client: docker.DockerClient, settings: Settings, repo: Path) -> Check:
+    from docker.errors import ImageNotFound
+
+    from agent_cli.sandbox.image import image_tag
+    from agent_cli.setup import plan_setup
+    from agent_cli.setup.environment import environment_tag
+
+    plan = plan_setup(settings.setup, repo)
+    if plan.empty:
+        return Check("setup", True, f"none ({plan.reason})")
+    what = f"{' && '.join(plan.commands)} ({plan.reason})"
+    try:
+        tag = environment_tag(client, settings.image or image_tag(settings.base_image), plan, repo)
+        client.images.get(tag)
+    except ImageNotFound:
+        return Check(
+            "setup", True, f"{what}; the first run builds its environment (or: actsmith sandbox setup)"
+        )
+    return Check("setup", True, f"{what}; environment {tag} is ready")
 
 
 def check_leftovers(client: docker.DockerClient) -> Check:

@@ -53,6 +53,30 @@ class Started(Event):
 
 
 @dataclass(frozen=True)
+class SetupDone(Event):
+    """The environment the sandbox runs in: its setup commands and why, the image, reused or built."""
+
+    name: ClassVar[str] = "setup"
+    commands: list[str]
+    reason: str
+    image: str
+    reused: bool
+    seconds: float
+    log: str | None = None
+
+
+@dataclass(frozen=True)
+class SetupProgress(Event):
+    """Setup at work: which command, and the latest line it printed."""
+
+    name: ClassVar[str] = "setup_progress"
+    step: int
+    of: int
+    command: str
+    line: str
+
+
+@dataclass(frozen=True)
 class TestsPlanned(Event):
     name: ClassVar[str] = "tests"
     command: str | None
@@ -224,6 +248,23 @@ class EventStream:
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
+        self._held: list[Event] | None = None
+
+    def hold(self) -> None:
+        """Keep events back (a session that may yet fail its first check says nothing before its
+        one-line error); `release` delivers them, `drop` forgets them."""
+        with self._lock:
+            self._held = []
+
+    def release(self) -> None:
+        with self._lock:
+            held, self._held = self._held or [], None
+            for event in held:
+                self.emit(event)
+
+    def drop(self) -> None:
+        with self._lock:
+            self._held = None
 
     def subscribe(self, sink: EventSink) -> None:
         with self._lock:
@@ -236,6 +277,9 @@ class EventStream:
 
     def emit(self, event: Event) -> None:
         with self._lock:
+            if self._held is not None:
+                self._held.append(event)
+                return
             for sink in list(self.sinks):
                 sink.emit(event)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -85,6 +84,8 @@ class Session:
         self.last: TurnResult | None = None
         self.outcome: Ended | None = None
         self._sandbox_start: Future[Sandbox] | None = None
+        self._base_tree: Future[str] = Future()  # set once the pre-run checkpoint is recorded
+        self._ready: Future[Model | None] = Future()  # the model checks (litellm's import)
 
     # ----------------------------------------------------------------------------- open and close
 
@@ -99,6 +100,7 @@ class Session:
 
     def open(self) -> None:
         settings = self.settings
+        self.events.hold()  # until the model is known to be callable: a failure is one line alone
         try:
             model = self._model or make_model(
                 settings.model,
@@ -107,6 +109,7 @@ class Session:
                 on_retry=self._retried,
             )
             ready = self._pool.submit(self._check_models)  # imports litellm (seconds) beside the rest
+            self._ready = ready
             if settings.commit or settings.worktree:
                 self.workspace.check_identity()
             if not settings.worktree:
@@ -115,9 +118,10 @@ class Session:
             self._open_trajectory()
             if settings.worktree:
                 self.target, self.branch = self.workspace.create_worktree(self.label, self._branch)
-            self._sandbox_start = self._pool.submit(self._start_sandbox, self.target.root)
+            self._sandbox_start = self._pool.submit(self._start_sandbox)
             self._prepare_map()
             summary_model = ready.result() or model
+            self.events.release()
             self.ledger = self._start_ledger()
             self.sandbox = self._sandbox_start.result()
             self.tests = self._start_tests(summary_model)
@@ -132,6 +136,7 @@ class Session:
                 cancel=self.cancel,
             )
         except BaseException as error:
+            self.events.drop()
             self.close(error)
             raise
 
@@ -153,19 +158,32 @@ class Session:
             raise UsageError(f"cannot write the trajectory at {path}: {error.strerror or error}") from None
         self.events.subscribe(self.trajectory)
 
-    def _start_sandbox(self, root: Path) -> Sandbox:
+    def _start_sandbox(self) -> Sandbox:
+        from agent_cli.sandbox import SandboxRequest
+        from agent_cli.testing.execute import snapshot_tar
+
         factory = self._factory
         if factory is None:
             from agent_cli.sandbox.docker_sandbox import docker_factory
 
-            factory = docker_factory(self.settings, self.events.notice)
-        sandbox = factory(root)
+            factory = docker_factory(self.settings, self.events)
+        root = self.target.root
+        request = SandboxRequest(
+            root,
+            self.workspace.root,
+            lambda: snapshot_tar(root, self._base_tree.result()),
+            ready=self._wait_until_ready,
+        )
+        sandbox = factory(request)
         try:
             sandbox.start()
         except BaseException:
             sandbox.close()
             raise
         return sandbox
+
+    def _wait_until_ready(self) -> None:
+        self._ready.result()
 
     def _prepare_map(self) -> None:
         """Scan the repository for its map (and render the first task's, when known) while litellm
@@ -193,6 +211,7 @@ class Session:
         )
         ledger = Ledger(checkpoints)
         base = ledger.start()
+        self._base_tree.set_result(base.tree)
         self.events.emit(
             Started(
                 run_id=self.run_id,
@@ -234,6 +253,8 @@ class Session:
             self.events.emit(Interrupted())
         elif isinstance(error, ActsmithError):
             self.events.emit(Failed(str(error), error.exit_code))
+        if not self._base_tree.done():  # a sandbox still being made must not wait for it forever
+            self._base_tree.set_exception(UsageError("the session closed before its start was recorded"))
         with contextlib.suppress(Exception):
             self._stop_sandbox()
         if self.tests is not None:

@@ -31,6 +31,7 @@ class Spec:
     low: float | None = None  # inclusive, unless `above`
     high: float | None = None
     above: bool = False  # the value must be strictly greater than `low`
+    negative: tuple[str, str] | None = None  # a list setting's flag (and help) that sets it empty
     from_repo: bool = True  # False: a repository's .actsmith.toml may not set it (see NOT_FROM_REPO)
     cli: bool = True  # offered as a flag on run, chat and ci
 
@@ -99,6 +100,19 @@ class Settings:
     map_tokens: int = setting(
         1024, "Token budget of the repo map in the first prompt (0: no map).", low=0, high=200_000
     )
+    setup: tuple[str, ...] | None = setting(
+        None,
+        "A command that prepares the environment (repeatable; default: detected from the repository).",
+        negative=("--no-setup", "Skip setup: the agent runs in the plain sandbox image."),
+    )
+    setup_timeout: float = setting(
+        1800.0, "Seconds the environment's setup may take.", low=10, high=7 * 86400
+    )
+    setup_credentials: bool = setting(
+        False,
+        "Let setup see credentials embedded in the host's proxy and package index URLs.",
+        from_repo=False,
+    )
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -124,6 +138,8 @@ NOT_FROM_REPO = tuple(name for name, f in FIELDS.items() if not spec_of(f).from_
 def value_type(item: Field[Any]) -> type:
     """The plain type of a setting (its annotation is a string under `from __future__`)."""
     kind = str(item.type).split("|")[0].strip()
+    if kind.startswith("tuple"):
+        return tuple
     return {"bool": bool, "int": int, "float": float, "Path": Path}.get(kind, str)
 
 
@@ -200,6 +216,12 @@ def _convert(kind: type, value: Any) -> Any:
         raise ValueError(value)
     if kind is Path:
         return Path(value)  # literal: no ~ or $VAR expansion
+    if kind is tuple:
+        # One command per line in an environment variable; a list (or one string) in TOML or flags.
+        items = value.splitlines() if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+            raise ValueError(value)
+        return tuple(item.strip() for item in items if item.strip())
     return kind(value)
 
 
@@ -240,7 +262,7 @@ def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
     for name in FIELDS:
         variable = f"ACTSMITH_{name.upper()}"
         raw = environ.get(variable)
-        if raw is not None and raw != "":
+        if raw is not None and raw.strip() != "":
             values[name] = _coerce(name, raw, variable)
     return values
 

@@ -21,6 +21,7 @@ from agent_cli.events import (
     ModelRetried,
     Notice,
     Observed,
+    SetupProgress,
     StepStarted,
     TurnEnded,
 )
@@ -66,6 +67,10 @@ class TerminalView:
                 highlight=False,
                 soft_wrap=True,
             )
+        elif isinstance(event, SetupProgress):
+            text = f"setup [{event.step}/{event.of}] {event.command}"
+            line = " ".join(event.line.split())
+            self._spin(f"{text}: {line[:80]}" if line else text)
         elif isinstance(event, TurnEnded):
             self._stop_status()
         elif isinstance(event, Ended):
@@ -128,7 +133,7 @@ def _usage_rows(usage: Any) -> list[tuple[str, str]]:
 
 
 def render_summary(console: Console, end: Ended) -> None:
-    status_style = "green" if end.exit_code == 0 else "yellow"
+    status_style = "green" if end.exit_code == 0 and end.status == "finished" else "yellow"
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")

@@ -143,7 +143,7 @@ def harness_run(repo: Path, work: Path, steps: int, *, warm: bool = False) -> Ha
         client = docker_client()
         box = WarmSandbox(client, ensure_image(client), repo, SandboxLimits.from_settings(settings))
         box.start()
-        factory = lambda root: box  # noqa: E731
+        factory = lambda request: box  # noqa: E731
     clock = StepClock()
     called = time.perf_counter()
     session = Session(

@@ -23,6 +23,25 @@ def docker_client():
     return connect()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_environments(tmp_path_factory):
+    """Environment images made for this session's repositories are removed when it ends."""
+    yield
+    from agent_cli.setup.environment import ENV_LABEL, REPO_LABEL
+
+    try:
+        from agent_cli.sandbox.docker_sandbox import docker_client as connect
+
+        client = connect()
+    except Exception:
+        return  # no Docker: none were made
+    ours = str(tmp_path_factory.getbasetemp())
+    for image in client.images.list(filters={"label": ENV_LABEL}):
+        if (image.labels or {}).get(REPO_LABEL, "").startswith(ours):
+            with contextlib.suppress(Exception):
+                client.images.remove(image.id, force=True)
+
+
 @pytest.fixture(scope="session")
 def sandbox_image(docker_client) -> str:
     """The sandbox image, built through the same code path a user's first run takes."""

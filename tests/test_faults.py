@@ -69,6 +69,10 @@ def test_the_model_timeout_is_a_setting(repo, tmp_path, sandbox_image, stub):
     assert "Timeout" in retry["error"] or "timed out" in retry["error"].lower()
 
 
+def start_of(events: list[dict]) -> dict:
+    return next(event for event in events if event["event"] == "start")
+
+
 def run_events(path: Path, kind: str) -> list[dict]:
     return [e for e in read_trajectory(path) if e["event"] == kind]
 
@@ -127,8 +131,8 @@ def test_concurrent_worktree_runs_of_the_same_task_work_side_by_side(repo, tmp_p
         stdout, stderr = proc.communicate(timeout=180)
         assert proc.returncode == 0, stderr
         outcomes.append((summary_of(stdout), read_trajectory(trajectory)))
-    run_ids = {events[0]["run_id"] for _, events in outcomes}
-    branches = {events[0]["branch"] for _, events in outcomes}
+    run_ids = {start_of(events)["run_id"] for _, events in outcomes}
+    branches = {start_of(events)["branch"] for _, events in outcomes}
     assert len(run_ids) == 2 and len(branches) == 2
     for n, (_summary, events) in enumerate(outcomes, start=1):
         end = next(e for e in events if e["event"] == "end")
@@ -180,7 +184,7 @@ def test_a_run_stopped_by_a_model_error_after_edits_says_what_changed_and_how_to
     summary = summary_of(run.stdout)
     assert "model_error" in summary and "authentication failed" in summary
     assert "1 file changed" in summary
-    run_id = read_trajectory(tmp_path / "t.jsonl")[0]["run_id"]
+    run_id = start_of(read_trajectory(tmp_path / "t.jsonl"))["run_id"]
     assert f"actsmith undo --run {run_id}" in summary
     undone = run_cli(["undo", "--run", run_id], repo)
     assert undone.code == 0 and "return 'hi'" in (repo / "app.py").read_text()
@@ -270,5 +274,5 @@ def test_json_mode_prints_only_the_events_of_the_trajectory(run_agent, tmp_path)
     for kind in ("start", "tests", "task", "step", "model_call", "action", "observation", "result", "end"):
         assert kind in kinds
     end = printed[-1]
-    assert end["event"] == "end" and end["status"] == "finished" and end["exit_code"] == 0
+    assert end["event"] == "end" and end["status"] == "finished_untested" and end["exit_code"] == 0
     assert "╭" not in run.stdout and run.stderr == ""

@@ -199,7 +199,9 @@ def test_concurrent_calls_build_once(client, built: str) -> None:
 @pytest.mark.docker
 def test_failed_build_is_one_actionable_line(client, built: str) -> None:
     base = "actsmith-test-nopython:latest"
-    run_in(client, built, 'rm -f "$(command -v python3)"', user="0", commit_as=base)
+    # Every python3 on PATH goes (the sandbox's virtualenv has one too).
+    no_python = 'while command -v python3 >/dev/null; do rm -f "$(command -v python3)"; hash -r; done'
+    run_in(client, built, no_python, user="0", commit_as=base)
     tag = image_tag(base)
     try:
         with pytest.raises(EnvironmentProblem) as failure:

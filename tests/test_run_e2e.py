@@ -31,7 +31,7 @@ def test_state_persists_across_actions_and_finish_exits_0(run_agent, repo):
     assert run.code == 0, run.stderr
     assert "42 True" in observations(run)[1]
     assert "computed the answer" in run.stdout
-    assert run.events("result")[0]["status"] == "finished"
+    assert run.events("result")[0]["status"] == "finished_untested"  # the repository has no tests
 
 
 def test_an_exception_is_observed_and_the_run_goes_on(run_agent):
@@ -238,7 +238,7 @@ def test_ctrl_c_mid_action_exits_130_says_what_changed_and_leaves_no_container(
     summary = " ".join(stdout.replace("│", " ").split())
     assert "status interrupted" in summary
     assert "1 file changed" in summary  # what the run left behind...
-    run_id = read_trajectory(trajectory)[0]["run_id"]
+    run_id = next(e for e in read_trajectory(trajectory) if e["event"] == "start")["run_id"]
     assert f"actsmith undo --run {run_id}" in summary  # ...and how to take it back
     observation = next(e for e in read_trajectory(trajectory) if e["event"] == "observation")
     assert "The user interrupted this action" in observation["text"]

@@ -146,4 +146,16 @@ class Sandbox(Protocol):
     def close(self) -> None: ...
 
 
-SandboxFactory = Callable[[Path], Sandbox]  # makes the sandbox for a session's working tree
+@dataclass(frozen=True)
+class SandboxRequest:
+    """What a sandbox factory gets from the session."""
+
+    root: Path  # the working tree the sandbox works on (the checkout, or a worktree)
+    repo: Path  # the user's checkout (where logs of the environment's setup are kept)
+    snapshot: Callable[[], bytes]  # the repository before the run, as a tar (waits for the checkpoint)
+    # Called before anything slow (an image build): returns once the session's own checks passed,
+    # so a missing API key is said before minutes of setup, not after.
+    ready: Callable[[], None] = lambda: None
+
+
+SandboxFactory = Callable[[SandboxRequest], Sandbox]

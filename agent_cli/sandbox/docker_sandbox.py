@@ -18,13 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_cli.errors import EnvironmentProblem
-from agent_cli.sandbox import ExecResult, Observation, SandboxFactory, SandboxLimits, observation_from_reply
+from agent_cli.sandbox import (
+    ExecResult,
+    Observation,
+    SandboxFactory,
+    SandboxLimits,
+    SandboxRequest,
+    observation_from_reply,
+)
 from agent_cli.sandbox.channel import AttachChannel
 
 if TYPE_CHECKING:
     import docker
 
     from agent_cli.cancel import CancelToken
+    from agent_cli.events import EventStream
     from agent_cli.settings import Settings
 
 LABEL = "actsmith.container"  # images carry actsmith.image; only our run containers carry this
@@ -111,7 +119,7 @@ def sweep_leftovers(client: docker.DockerClient, *, everything: bool = False) ->
     for container in sandbox_containers(client):
         if everything or container.orphaned:
             try:
-                client.api.remove_container(container.id, force=True)
+                client.api.remove_container(container.id, force=True, v=True)
             except APIError:  # already gone, or being removed (auto-remove raced us)
                 continue
             removed.append(container.name)
@@ -154,6 +162,8 @@ class DockerSandbox:
     channel: AttachChannel | None = None
     next_id: int = 0
     running: int | None = None  # the id of the action in flight
+    layers: tuple[str, ...] = ()  # folders of the environment image layered over the repository mount
+    made_mountpoints: list[str] = field(default_factory=list)
     workdir: str = WORKSPACE
     scratch: str = SCRATCH
     python: str = "python3"
@@ -189,6 +199,9 @@ class DockerSandbox:
     def _create_container(self) -> str:
         from docker.errors import APIError
 
+        # Docker makes the mount points of layered folders in the repository; those it made (empty,
+        # root's) go again at close, so the user's checkout ends as it began.
+        self.made_mountpoints = [layer for layer in self.layers if not (self.repo / layer).exists()]
         try:
             return self._create(self.limits.cpus)
         except APIError as error:
@@ -200,6 +213,8 @@ class DockerSandbox:
 
     def _create(self, cpus: float) -> str:
         """Create the container through the low-level API, which lets us set StdinOnce."""
+        from docker.types import Mount
+
         api = self.client.api
         stat = self.repo.stat()
         limits = self.limits
@@ -214,6 +229,9 @@ class DockerSandbox:
             pids_limit=limits.pids,
             init=True,  # reaps the zombies an action's background processes leave
             auto_remove=True,
+            # Anonymous volumes, filled from the environment image (node_modules setup installed),
+            # layered over the repository's mount so the tests find them; removed with the container.
+            mounts=[Mount(f"{WORKSPACE}/{layer}", None, type="volume") for layer in self.layers],
         )
         created = api.create_container(
             self.image,
@@ -359,13 +377,16 @@ class DockerSandbox:
             self.channel = None
         if self.container is not None:
             try:
-                self.client.api.remove_container(self.container, force=True)
+                self.client.api.remove_container(self.container, force=True, v=True)
             except Exception:  # auto-remove may have won the race
                 pass
             self.container = None
         for client in self._all_exec_clients:
             client.close()
         self._all_exec_clients.clear()
+        for layer in self.made_mountpoints:
+            with contextlib.suppress(OSError):
+                (self.repo / layer).rmdir()
 
     def __enter__(self) -> DockerSandbox:
         self.start()
@@ -380,7 +401,12 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def image_for(client: docker.DockerClient, settings: Settings, log: Callable[[str], None]) -> str:
+def image_for(
+    client: docker.DockerClient,
+    settings: Settings,
+    log: Callable[[str], None],
+    before_build: Callable[[], None] = lambda: None,
+) -> str:
     """The image to run: the one the user named, or ours built from sandboxes/ (cached by recipe hash)."""
     if settings.image:
         from docker.errors import ImageNotFound
@@ -394,18 +420,21 @@ def image_for(client: docker.DockerClient, settings: Settings, log: Callable[[st
         return settings.image
     from agent_cli.sandbox.image import ensure_image
 
-    return ensure_image(client, base=settings.base_image, log=log)
+    return ensure_image(client, base=settings.base_image, log=log, before_build=before_build)
 
 
-def docker_factory(settings: Settings, log: Callable[[str], None]) -> SandboxFactory:
-    """Sandboxes for sessions with these settings: the image is resolved (built when missing) once,
-    on the first call."""
-    image: list[str] = []
+def docker_factory(settings: Settings, events: EventStream) -> SandboxFactory:
+    """Sandboxes for sessions with these settings: the sandbox image (built when missing), then the
+    repository's environment image on top of it when setup has anything to do."""
 
-    def make(root: Path) -> DockerSandbox:
+    def make(request: SandboxRequest) -> DockerSandbox:
+        from agent_cli.setup import prepare_environment
+
         client = docker_client()
-        if not image:
-            image.append(image_for(client, settings, log))
-        return DockerSandbox(client, image[0], root, SandboxLimits.from_settings(settings))
+        image = image_for(client, settings, events.notice, before_build=request.ready)
+        image, layers = prepare_environment(client, image, settings, request, events)
+        return DockerSandbox(
+            client, image, request.root, SandboxLimits.from_settings(settings), layers=layers
+        )
 
     return make

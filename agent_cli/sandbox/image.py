@@ -118,11 +118,14 @@ def ensure_image(
     *,
     rebuild: bool = False,
     log: Log = print_to_stderr,
+    before_build: Callable[[], None] = lambda: None,
 ) -> str:
-    """Return the sandbox image tag, building it (and its base) first if it is not present locally."""
+    """Return the sandbox image tag, building it (and its base) first if it is not present locally;
+    `before_build` runs first when a build is needed."""
     tag = image_tag(base)
     if not rebuild and _image_exists(client, tag):  # hot path: one API call
         return tag
+    before_build()
     with _build_lock(log):
         # Another process may have built it while we waited for the lock.
         if not rebuild and _image_exists(client, tag):
@@ -184,7 +187,7 @@ def _image_exists(client: docker.DockerClient, ref: str) -> bool:
 # ----------------------------------------------------------------------------------------------- locking
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     """`~/.cache/actsmith`, or a per-user temp dir when HOME is not writable."""
     candidates = [Path(tempfile.gettempdir()) / f"actsmith-{os.getuid()}"]
     with contextlib.suppress(RuntimeError, KeyError):  # an arbitrary uid may have no home at all
@@ -206,7 +209,7 @@ def _build_lock(log: Log) -> Iterator[None]:
     except ImportError:  # not POSIX: Docker tags still end consistent, we just may build twice
         yield
         return
-    with open(_cache_dir() / "image-build.lock", "a") as handle:
+    with open(cache_dir() / "image-build.lock", "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -291,7 +294,7 @@ def _ensure_offline_base(client: docker.DockerClient, log: Log) -> str:
     started = time.monotonic()
     with _scratch_dir("actsmith-rootfs-", log) as work:
         rootfs = work / "rootfs"
-        _run_debootstrap(debootstrap, recipe, rootfs, _cache_dir() / "debootstrap.log")
+        _run_debootstrap(debootstrap, recipe, rootfs, cache_dir() / "debootstrap.log")
         _strip_rootfs(rootfs, recipe.remove)
         tarball = _pack_rootfs(rootfs, work / "rootfs.tar")
         log(f"importing {tag} ...")

@@ -36,6 +36,7 @@ class Job:
     cwd: str
     env: dict[str, str] = field(default_factory=dict)
     snapshot: bytes | None = None  # a tar of the repository to unpack into cwd first
+    shadow: str | None = None  # the repository a copy in cwd stands in for (imports go to the copy)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class SandboxExec:
             "env": job.env,
             "reports": job.reports,
             "snapshot": job.snapshot is not None,
+            "shadow": job.shadow,
         }
         argv = [self.sandbox.python, "-I", "-c", RUNNER_SOURCE, json.dumps(spec)]
         result = self.sandbox.exec(

@@ -23,7 +23,7 @@ from agent_cli.templates import render
 from agent_cli.testing.compare import Comparison, compare
 from agent_cli.testing.detect import TestCommand, kind_of
 from agent_cli.testing.execute import Executor, Job
-from agent_cli.testing.parsers import clean, hung_test, interrupted_at, parse_results
+from agent_cli.testing.parsers import clean, failure_cause, hung_test, interrupted_at, parse_results
 from agent_cli.testing.results import SuiteRun, TestResult
 
 LONG_OUTPUT_CHARS = 4_000  # raw output longer than this is condensed by the summary model
@@ -62,6 +62,10 @@ class TestRunner(Protocol):
 
     def gate(self, step: int, time_left: float) -> TestVerdict:
         """Run the tests because the model called finish(); `passed` says whether the run may end."""
+        ...
+
+    def untested_reason(self) -> str | None:
+        """Why an accepted finish() was not checked by the tests (None: it was, or the gate is off)."""
         ...
 
 
@@ -195,8 +199,31 @@ class SuiteRunner:
             run = self._run_baseline()
         self.baseline = run
         self._record(run)
-        self.events.notice(f"tests: before the run, {run.counts_text()} ({run.duration_s:.1f}s)")
+        if run.unusable:
+            self.events.notice(
+                f"tests: before the run, they could not run: {self.baseline_problem()}; "
+                "they do not gate this run (set up the environment: see setup)",
+                "warning",
+            )
+        else:
+            self.events.notice(f"tests: before the run, {run.counts_text()} ({run.duration_s:.1f}s)")
         return run
+
+    def baseline_problem(self) -> str | None:
+        """Why the baseline gives nothing to compare with, in one line; None when it does."""
+        run = self.baseline
+        if run is None or not run.unusable:
+            return None
+        return run.lost or failure_cause(run.output, run.exit_code)
+
+    def untested_reason(self) -> str | None:
+        """Why a finish() accepted now was not checked by the tests (None: it was, or --no-tests)."""
+        if not self.gate_on:
+            return None
+        if self.command is None:
+            return "no test command was found (set test_cmd)"
+        problem = self.baseline_problem()
+        return f"the tests could not run before the run: {problem}" if problem else None
 
     # --------------------------------------------------------------------------------- the seam
 
@@ -211,6 +238,11 @@ class SuiteRunner:
             lines.append("- before your first edit: still running (the baseline)")
         elif baseline.lost:
             lines.append(f"- before your first edit: no result ({baseline.lost})")
+        elif baseline.unusable:
+            lines.append(
+                f"- before your first edit: the tests could not run ({self.baseline_problem()}); "
+                "they are not gating finish()"
+            )
         else:
             failing = ", ".join(t.id for t in baseline.failures[:3]) + (
                 ", ..." if len(baseline.failures) > 3 else ""
@@ -266,7 +298,13 @@ class SuiteRunner:
 
     def summary(self) -> TestsSummary:
         if self.command is None:
-            return TestsSummary("none", "no test command found (set test_cmd or --test-cmd)")
+            return TestsSummary(
+                "untested" if self.gate_on else "none", "no test command found (set test_cmd or --test-cmd)"
+            )
+        if self.gate_on and self.baseline_problem():
+            return TestsSummary(
+                "untested", f"not gating: they could not run before the run ({self.baseline_problem()})"
+            )
         before = (
             f"before the run: {self.baseline.counts_text()}"
             if self.baseline and not self.baseline.lost
@@ -329,7 +367,8 @@ class SuiteRunner:
         cwd = cwd or self.workdir
         reports = f"{self.scratch}/tests/{next(self._ids)}"
         environment = test_environment(reports, timeout)
-        raw = self.executor.run(Job(command, timeout, reports, cwd, environment, snapshot))
+        shadow = self.workdir if cwd != self.workdir else None
+        raw = self.executor.run(Job(command, timeout, reports, cwd, environment, snapshot, shadow))
         fmt, results = "raw", dict[str, TestResult]()
         if raw.lost is None:
             fmt, results = parse_results(kind or self._kind(), raw.output, raw.reports, cwd)

@@ -130,6 +130,36 @@ def read_reports(folder):
     return reports
 
 
+def editable_paths(workspace):
+    """Folders under `workspace` that an editable install puts on Python's path (a path line in a
+    .pth file, or a package mapped by setuptools' editable finder), relative to it."""
+    import glob
+    import re
+    import site
+
+    found = []
+    prefix = workspace.rstrip("/") + "/"
+    for folder in site.getsitepackages():
+        for path in glob.glob(os.path.join(folder, "*.pth")) + glob.glob(
+            os.path.join(folder, "__editable__*.py")
+        ):
+            try:
+                with open(path, errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if path.endswith(".pth"):
+                candidates = [line.strip() for line in text.splitlines() if not line.startswith("import")]
+            else:  # {'package': '/workspace/src/package'}: the package's parent goes on the path
+                candidates = [os.path.dirname(p) for p in re.findall(r"['\"](/[^'\"]+)['\"]", text)]
+            for candidate in candidates:
+                if candidate == workspace or candidate.startswith(prefix):
+                    relative = os.path.relpath(candidate, workspace)
+                    if relative not in found:
+                        found.append(relative)
+    return found
+
+
 def run(job):
     if job.get("snapshot"):
         extract_snapshot(job["cwd"])
@@ -138,6 +168,11 @@ def run(job):
     os.makedirs(reports)
     env = dict(os.environ)
     env.update(job.get("env") or {})
+    if job.get("shadow"):
+        # A copy of the repository (the baseline) must import its own code, not the live tree that
+        # editable installs point at: its folders go first on the path.
+        paths = [os.path.normpath(os.path.join(job["cwd"], p)) for p in editable_paths(job["shadow"])]
+        env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     started = time.monotonic()
     # Its own session: a timeout stops everything the suite started, servers included.
     proc = subprocess.Popen(

@@ -555,3 +555,24 @@ def _unittest_failure(test_id: str, outcome: str, body: list[str], root: str) ->
         short(values.group("actual")) if values else None,
         trim_traceback("\n".join(body[:exception_at]) if exception_at is not None else "", root),
     )
+
+
+# The line that says why a test command produced no results, most telling first.
+CAUSES = (
+    re.compile(r"^(?:E\s+)?(?P<cause>(?:[A-Za-z_][\w.]*)?(?:Error|Exception)\b: .+)$"),
+    re.compile(r"(?P<cause>No module named .+)$"),
+    re.compile(r"(?P<cause>\S+: (?:\d+: )?\S*:? ?(?:command )?not found)\s*$"),
+    re.compile(r"^(?P<cause>ERROR: .+)$"),
+    re.compile(r"^(?P<cause>no tests ran.*)$"),
+)
+
+
+def failure_cause(output: str, exit_code: int | None) -> str:
+    """One line saying why a run failed as a whole: the first error message it printed."""
+    lines = [line.strip() for line in clean(output).splitlines() if line.strip()]
+    for pattern in CAUSES:
+        for line in lines:
+            match = pattern.search(line)
+            if match:
+                return short(match.group("cause")) or ""
+    return short(lines[-1]) if lines else f"exit code {exit_code}"  # type: ignore[return-value]

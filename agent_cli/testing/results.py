@@ -62,6 +62,12 @@ class SuiteRun:
         """The command did not succeed, whatever its parsed results say."""
         return self.lost is not None or self.timed_out or self.exit_code != 0 or bool(self.failures)
 
+    @property
+    def unusable(self) -> bool:
+        """No per-test results and a failure: the suite could not run at all (a missing module, a
+        collection error, a command not found), so it cannot tell a good change from a bad one."""
+        return not self.results and self.failed
+
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for result in self.results.values():

@@ -1,0 +1,184 @@
+"""Setup detection and the host network settings setup gets, on fixture trees (no Docker)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent_cli.setup import host_network, plan_setup
+from agent_cli.setup.network import CA_IN_CONTAINER
+from agent_cli.testing.parsers import failure_cause
+
+PYPROJECT_WITH_EXTRAS = """
+[project]
+name = "demo"
+version = "1"
+[project.optional-dependencies]
+docs = ["sphinx"]
+dev = ["ruff"]
+tests = ["pytest", "hypothesis"]
+"""
+
+
+def tree(tmp_path, files: dict[str, str]):
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "files, commands, why",
+    [
+        ({"pyproject.toml": PYPROJECT_WITH_EXTRAS}, ["python -m pip install -e '.[tests]'"], "extras tests"),
+        (
+            {"setup.cfg": "[metadata]\nname = d\n[options.extras_require]\ntesting = pytest\n"},
+            ["python -m pip install -e '.[testing]'"],
+            "extras testing",
+        ),
+        (
+            {"setup.py": "setup(name='d', extras_require={'dev': ['pytest'], 'yaml': ['pyyaml']})\n"},
+            ["python -m pip install -e '.[dev]'"],
+            "extras dev",
+        ),
+        (
+            {
+                "setup.py": "setup(name='d')\n",
+                "requirements.txt": "six\n",
+                "requirements-dev.txt": "pytest\n",
+            },
+            [
+                "python -m pip install -e '.'",
+                "python -m pip install -r requirements-dev.txt",
+                "python -m pip install -r requirements.txt",
+            ],
+            "requirements-dev.txt",
+        ),
+        (
+            {"requirements.txt": "requests\n"},
+            ["python -m pip install -r requirements.txt"],
+            "requirements.txt",
+        ),
+        (
+            {"pyproject.toml": PYPROJECT_WITH_EXTRAS, "uv.lock": ""},
+            [
+                "python -m pip install -q uv",
+                "UV_PROJECT_ENVIRONMENT=$VIRTUAL_ENV uv sync --frozen --inexact --extra tests",
+            ],
+            "uv.lock",
+        ),
+        (
+            {"pyproject.toml": "[tool.poetry]\nname = 'd'\n", "poetry.lock": ""},
+            [
+                "python -m pip install -q poetry",
+                "POETRY_VIRTUALENVS_CREATE=false poetry install --no-interaction",
+            ],
+            "poetry.lock",
+        ),
+        (
+            {"package.json": json.dumps({"devDependencies": {"jest": "1"}}), "package-lock.json": "{}"},
+            ["actsmith_need npm 'nodejs npm'", "npm ci"],
+            "package-lock.json",
+        ),
+        (
+            {"package.json": json.dumps({"dependencies": {"a": "1"}}), "yarn.lock": ""},
+            ["actsmith_need npm 'nodejs npm'", "npm install -g yarn", "yarn install --frozen-lockfile"],
+            "yarn.lock",
+        ),
+        ({"go.mod": "module x\n"}, ["actsmith_need go golang-go", "go mod download"], "Go"),
+        ({"Cargo.toml": "[package]\nname = 'x'\n"}, ["actsmith_need cargo cargo", "cargo fetch"], "Rust"),
+    ],
+    ids=[
+        "extras",
+        "setup.cfg",
+        "setup.py",
+        "requirements-beside",
+        "requirements-only",
+        "uv",
+        "poetry",
+        "npm",
+        "yarn",
+        "go",
+        "cargo",
+    ],
+)
+def test_setup_is_detected_per_ecosystem_with_its_reason(tmp_path, files, commands, why):
+    plan = plan_setup(None, tree(tmp_path, files))
+    assert list(plan.commands) == commands
+    assert plan.reason.startswith("detected:") and why in plan.reason
+    assert set(files) <= set(plan.manifests)  # each manifest keys the environment
+
+
+def test_node_modules_is_a_layer_and_ecosystems_add_up(tmp_path):
+    files = {"package.json": json.dumps({"dependencies": {"a": "1"}}), "requirements.txt": "six\n"}
+    plan = plan_setup(None, tree(tmp_path, files))
+    assert plan.commands[0] == "python -m pip install -r requirements.txt" and "npm install" in plan.commands
+    assert plan.layers == ("node_modules",)
+
+
+def test_configured_and_turned_off_setups_are_taken_as_they_are(tmp_path):
+    root = tree(tmp_path, {"pyproject.toml": PYPROJECT_WITH_EXTRAS})
+    configured = plan_setup(("make deps",), root)
+    assert configured.commands == ("make deps",) and configured.reason == "configured (setup)"
+    off = plan_setup((), root)
+    assert off.empty and "turned off" in off.reason
+    nothing = plan_setup(None, tree(tmp_path / "empty", {"README.md": "hi"}))
+    assert nothing.empty and "no dependency manifest" in nothing.reason
+
+
+# ------------------------------------------------------------------------------------- host network
+
+
+def test_the_host_ca_proxy_and_index_reach_setup_without_credentials_unless_allowed(tmp_path):
+    ca = tmp_path / "corp-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    home = tmp_path / "home"
+    (home / ".config" / "pip").mkdir(parents=True)
+    (home / ".config" / "pip" / "pip.conf").write_text(
+        "[global]\nindex-url = https://bob:hunter22@pypi.corp.example/simple\ncert = /host/only/ca.pem\n"
+    )
+    environ = {
+        "HOME": str(home),
+        "SSL_CERT_FILE": str(ca),
+        "HTTPS_PROXY": "http://alice:s3cret-pass@proxy.corp.example:3128",
+        "no_proxy": "localhost,.corp.example",
+        "PIP_FIND_LINKS": "/opt/wheels",  # a folder of the host: means nothing in a container
+    }
+    network = host_network(environ)
+    env = network.environment
+    assert network.mounts == {str(ca.resolve()): CA_IN_CONTAINER}
+    for name in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"):
+        assert env[name] == CA_IN_CONTAINER
+    assert env["HTTPS_PROXY"] == env["https_proxy"] == "http://proxy.corp.example:3128"
+    assert env["NO_PROXY"] == "localhost,.corp.example"
+    assert env["PIP_INDEX_URL"] == "https://pypi.corp.example/simple"
+    assert "PIP_FIND_LINKS" not in env
+    assert set(network.withheld) == {"HTTPS_PROXY", "PIP_INDEX_URL"}
+    assert set(network.secrets) == {"alice:s3cret-pass", "bob:hunter22"}
+    allowed = host_network(environ, credentials=True).environment
+    assert allowed["HTTPS_PROXY"] == "http://alice:s3cret-pass@proxy.corp.example:3128"
+
+
+# ------------------------------------------------------------------------- why a baseline could not run
+
+
+@pytest.mark.parametrize(
+    "output, cause",
+    [
+        (
+            "ImportError while loading conftest '/workspace/conftest.py'.\nconftest.py:3: in <module>\n"
+            "    import hypothesis\nE   ModuleNotFoundError: No module named 'hypothesis'\n",
+            "ModuleNotFoundError: No module named 'hypothesis'",
+        ),
+        ("/usr/bin/python3: No module named pytest\n", "No module named pytest"),
+        ("sh: 1: jest: not found\n", "sh: 1: jest: not found"),
+        (
+            "ERROR: file or directory not found: tests\n\nno tests ran in 0.01s\n",
+            "ERROR: file or directory not found: tests",
+        ),
+    ],
+)
+def test_the_cause_of_a_run_with_no_results_is_one_line(output, cause):
+    assert failure_cause(output, 4) == cause
