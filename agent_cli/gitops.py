@@ -8,6 +8,7 @@ checkpoints see the exact bytes on disk (no attributes, filters or line-ending c
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -92,3 +93,37 @@ def has_ref(root: Path, ref: str) -> bool:
 def nul_joined(paths: list[str]) -> bytes:
     """Paths for git's `-z --stdin` options; names that are not UTF-8 survive the round trip."""
     return "\0".join(paths).encode("utf-8", "surrogateescape")
+
+
+# Config a copy given to the sandbox leaves out: what can carry credentials or name programs to run.
+_UNSAFE_CONFIG = re.compile(
+    r"^(http|https|credential|include|includeif|url)\.|\.(extraheader|token|password)$", re.I
+)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def sanitized_config(path: Path) -> str:
+    """A git config file with nothing a credential could hide in: no http.* (the extraheader
+    actions/checkout leaves), credential.*, url.* or include.*, and no user:token@ in remote URLs."""
+    path = path.resolve()
+    try:
+        out = git(path.parent, "config", "--file", str(path), "--list", "-z", exact=False)
+    except GitError:
+        return ""
+    sections: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for entry in out.decode("utf-8", "surrogateescape").split("\0"):
+        key, _, value = entry.partition("\n")
+        if not key or _UNSAFE_CONFIG.search(key):
+            continue
+        section, _, rest = key.partition(".")
+        subsection, _, name = rest.rpartition(".")
+        sections.setdefault((section, subsection), []).append((name, _URL_USERINFO.sub("", value)))
+    lines = []
+    for (section, subsection), entries in sections.items():  # subsection "" for none
+        lines.append(f'[{section} "{_quoted(subsection)}"]' if subsection else f"[{section}]")
+        lines += [f'\t{name} = "{_quoted(value)}"' for name, value in entries]
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -92,6 +92,24 @@ class Retry:
 RetryHook = Callable[[Retry], None]
 
 
+class ModelGate(Protocol):
+    """What several sessions share about model calls (a batch runs many at once): a budget and the
+    provider's rate limit. Every request goes through it; one session alone needs none."""
+
+    def admit(self, model: str) -> None:
+        """Before a request: wait while the provider asked everyone to slow down; raise LimitReached
+        when the shared budget cannot take another call."""
+        ...
+
+    def settle(self, model: str, cost: float | None) -> None:
+        """After a request that got an answer (cost None: unknown)."""
+        ...
+
+    def throttle(self, model: str, delay_s: float) -> None:
+        """The provider rate-limited a request: every session using it waits `delay_s` (at least)."""
+        ...
+
+
 @runtime_checkable
 class Model(Protocol):
     """What the agent loop needs from a model: a name for logs and one call. `timeout` bounds the
@@ -229,6 +247,7 @@ class LiteLLMModel:
         backoff_s: float = 1.0,
         extra: dict | None = None,
         on_retry: RetryHook | None = None,
+        gate: ModelGate | None = None,
     ) -> None:
         self.name = name
         self.api_base = api_base
@@ -239,6 +258,7 @@ class LiteLLMModel:
         self.backoff_s = backoff_s
         self.extra: dict[str, Any] = dict(extra or {})
         self.on_retry = on_retry
+        self.gate = gate
 
     def complete(self, messages: list[dict[str, str]], *, timeout: float | None = None) -> ModelReply:
         """One reply, retrying transient failures (429, 5xx, timeouts, connection errors, bad bodies),
@@ -254,6 +274,8 @@ class LiteLLMModel:
                 request_timeout = min(request_timeout, deadline - time.monotonic())
                 if out_of_time := request_timeout <= 0:
                     break
+            if self.gate is not None:
+                self.gate.admit(self.name)
             try:
                 response = litellm.completion(**self._request(messages, request_timeout))
                 content = _content_of(response)
@@ -264,6 +286,8 @@ class LiteLLMModel:
                 if attempt == self.max_retries:
                     break
                 delay = self._delay(attempt, exc)
+                if self.gate is not None and getattr(exc, "status_code", None) == 429:
+                    self.gate.throttle(self.name, delay)
                 if deadline is not None and (out_of_time := time.monotonic() + delay >= deadline):
                     break
                 if self.on_retry is not None:
@@ -271,6 +295,8 @@ class LiteLLMModel:
                 time.sleep(delay)
                 continue
             usage = Usage(*_tokens_of(response), cost=_cost_of(litellm, response))
+            if self.gate is not None:
+                self.gate.settle(self.name, usage.cost)
             return ModelReply(content, usage, self.name, time.monotonic() - started)
         if out_of_time:
             raise ModelStopped(

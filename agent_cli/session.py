@@ -26,7 +26,7 @@ from agent_cli.checkpoints import RunCheckpoints
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_OK, ActsmithError, UsageError
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
 from agent_cli.ledger import Ledger
-from agent_cli.model import Model, Retry, check_credentials, make_model
+from agent_cli.model import Model, ModelGate, Retry, check_credentials, make_model
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor, Trajectory
 
@@ -57,6 +57,7 @@ class Session:
         model: Model | None = None,
         branch: str | None = None,
         task: str | None = None,
+        gate: ModelGate | None = None,
     ) -> None:
         self.settings = settings
         self.workspace = workspace  # the user's checkout (a worktree session works beside it)
@@ -68,6 +69,7 @@ class Session:
         self._model = model
         self._branch = branch  # an existing branch to work on (--worktree only)
         self._task = task  # the first task, when known at open: its repo map is made beside the rest
+        self._gate = gate  # shared with other sessions (a batch): budget and rate limits
         self._context: tuple[str, str] | None = None  # (task, the first prompt's repository part)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="actsmith-session")
         self.started = time.monotonic()
@@ -107,6 +109,7 @@ class Session:
                 api_base=settings.api_base,
                 timeout=settings.model_timeout,
                 on_retry=self._retried,
+                gate=self._gate,
             )
             ready = self._pool.submit(self._check_models)  # imports litellm (seconds) beside the rest
             self._ready = ready
@@ -148,7 +151,12 @@ class Session:
         if not settings.summary_model:
             return None
         check_credentials(settings.summary_model, api_base=settings.api_base)
-        return make_model(settings.summary_model, api_base=settings.api_base, timeout=settings.model_timeout)
+        return make_model(
+            settings.summary_model,
+            api_base=settings.api_base,
+            timeout=settings.model_timeout,
+            gate=self._gate,
+        )
 
     def _open_trajectory(self) -> None:
         path = self.settings.trajectory or self.workspace.run_dir(self.run_id) / "trajectory.jsonl"

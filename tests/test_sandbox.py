@@ -285,3 +285,30 @@ def _worker_count(sandbox) -> int:
     """Live interpreter processes in the container, seen from the host (docker top)."""
     processes = sandbox.client.api.top(sandbox.container, ps_args="-o pid,stat,args").get("Processes") or []
     return sum(1 for pid, stat, args in processes if "worker.py" in args and not stat.startswith("Z"))
+
+
+@pytest.mark.parametrize("where", ["in place", "worktree"])
+def test_credentials_a_checkout_leaves_in_git_config_never_reach_the_sandbox(
+    docker_client, sandbox_image, tmp_path, where
+):
+    from conftest import git, make_repo
+
+    from agent_cli.workspace import Workspace
+
+    repo = make_repo(tmp_path / "r", {"a.txt": "a\n"})
+    token = "ghs_checkoutTokenThatMustStayOnTheHost123"
+    git(repo, "remote", "add", "origin", f"https://x-access-token:{token}@github.example/o/r.git")
+    # What actions/checkout writes unless told persist-credentials: false.
+    git(repo, "config", "http.https://github.example/.extraheader", f"AUTHORIZATION: basic {token}")
+    root = repo if where == "in place" else Workspace.open(repo).create_worktree("look")[0].root
+    with DockerSandbox(docker_client, sandbox_image, root, limits()) as box:
+        obs = box.run(
+            "common = sh('git rev-parse --path-format=absolute --git-common-dir').output.strip()\n"
+            "sh(f'grep -r -I -l -e ghs_ -e AUTHORIZATION /workspace {common} /etc 2>/dev/null; echo searched')\n"
+            "sh('git config --list; git remote -v; git log --oneline -1')",
+            60,
+        )
+    assert token not in obs.stdout + obs.stderr
+    assert "github.example/o/r.git" in obs.stdout  # the remote is still there, without the token
+    assert "initial" in obs.stdout  # git still works in the sandbox
+    assert token in (repo / ".git" / "config").read_text()  # the host's config is untouched

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_cli.errors import EnvironmentProblem
+from agent_cli.gitops import sanitized_config
 from agent_cli.sandbox import (
     ExecResult,
     Observation,
@@ -126,26 +129,43 @@ def sweep_leftovers(client: docker.DockerClient, *, everything: bool = False) ->
     return removed
 
 
-def workspace_binds(repo: Path) -> dict[str, dict[str, str]]:
+def workspace_binds(repo: Path, private: Path) -> dict[str, dict[str, str]]:
     """The repository read-write, but its .git read-only: from inside, code could otherwise plant
-    hooks or config (core.fsmonitor, filters) that the host's own git commands would execute."""
+    hooks or config (core.fsmonitor, filters) that the host's own git commands would execute. Its
+    config files are replaced by copies without credentials (a CI checkout leaves its token there),
+    written to `private`, a folder of the host's that only this sandbox uses."""
     binds = {str(repo): {"bind": WORKSPACE, "mode": "rw"}}
     git_entry = repo / ".git"
+    configs: list[tuple[Path, str]] = []
     if git_entry.is_file():
         # A worktree: its .git file names a git dir by absolute path, so the repository's git dir
         # appears read-only at that same path (the worktree itself lives inside it, under actsmith/).
         binds[str(git_entry)] = {"bind": f"{WORKSPACE}/.git", "mode": "ro"}
-        binds[str(_common_git_dir(git_entry))] = {"bind": str(_common_git_dir(git_entry)), "mode": "ro"}
+        common = _common_git_dir(git_entry)
+        binds[str(common)] = {"bind": str(common), "mode": "ro"}
+        own = _worktree_git_dir(git_entry)
+        configs = [(common / "config", str(common / "config"))]
+        configs += [(own / "config.worktree", str(own / "config.worktree"))]
     elif git_entry.exists():
         binds[str(git_entry)] = {"bind": f"{WORKSPACE}/.git", "mode": "ro"}
+        configs = [(git_entry / name, f"{WORKSPACE}/.git/{name}") for name in ("config", "config.worktree")]
+    for number, (config, inside) in enumerate(configs):
+        if config.is_file():
+            copy = private / f"gitconfig-{number}"
+            copy.write_text(sanitized_config(config))
+            copy.chmod(0o644)  # nothing secret left in it; the sandbox's uid must read it
+            binds[str(copy)] = {"bind": inside, "mode": "ro"}
     return binds
+
+
+def _worktree_git_dir(git_file: Path) -> Path:
+    gitdir = Path(git_file.read_text().removeprefix("gitdir:").strip())
+    return gitdir if gitdir.is_absolute() else (git_file.parent / gitdir).resolve()
 
 
 def _common_git_dir(git_file: Path) -> Path:
     """The main git dir of a worktree, read from its .git file and the worktree dir's commondir."""
-    worktree_dir = Path(git_file.read_text().removeprefix("gitdir:").strip())
-    if not worktree_dir.is_absolute():
-        worktree_dir = (git_file.parent / worktree_dir).resolve()
+    worktree_dir = _worktree_git_dir(git_file)
     common = worktree_dir / "commondir"
     return (worktree_dir / common.read_text().strip()).resolve() if common.exists() else worktree_dir
 
@@ -164,6 +184,7 @@ class DockerSandbox:
     running: int | None = None  # the id of the action in flight
     layers: tuple[str, ...] = ()  # folders of the environment image layered over the repository mount
     made_mountpoints: list[str] = field(default_factory=list)
+    private: Path | None = None  # a host folder of this sandbox's own (sanitized git config copies)
     workdir: str = WORKSPACE
     scratch: str = SCRATCH
     python: str = "python3"
@@ -219,7 +240,7 @@ class DockerSandbox:
         stat = self.repo.stat()
         limits = self.limits
         host_config = api.create_host_config(
-            binds=workspace_binds(self.repo),
+            binds=workspace_binds(self.repo, self._private()),
             network_mode="bridge" if limits.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -387,6 +408,14 @@ class DockerSandbox:
         for layer in self.made_mountpoints:
             with contextlib.suppress(OSError):
                 (self.repo / layer).rmdir()
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
+            self.private = None
+
+    def _private(self) -> Path:
+        if self.private is None:
+            self.private = Path(tempfile.mkdtemp(prefix="actsmith-sandbox-"))
+        return self.private
 
     def __enter__(self) -> DockerSandbox:
         self.start()
