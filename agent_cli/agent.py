@@ -3,7 +3,8 @@
 The loop is a handful of public methods (`run`, `continue_`, `step`, `query`, `execute`) over small
 seams: a `Model`, a `Sandbox`, the event stream, and optionally the edit ledger, the test runner and
 the repo map. `run(task)` starts a conversation; `continue_(message)` goes on with it, keeping the
-messages, the interpreter and the ledger, so the same loop serves one-shot runs and a chat.
+messages, the interpreter and the ledger, so the same loop serves one-shot runs and a chat. The
+conversation stays within `max_context_tokens` (context.py) and a loop is noticed (stuck.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from agent_cli.actions import ParsedReply, parse_reply
 from agent_cli.cancel import Cancelled, CancelToken
+from agent_cli.context import Condenser, Conversation
 from agent_cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_LIMIT,
@@ -31,11 +33,13 @@ from agent_cli.events import (
     ModelCalled,
     Observed,
     StepStarted,
+    Stuck,
     TaskGiven,
     TurnEnded,
 )
 from agent_cli.model import Model, ModelReply, Usage
 from agent_cli.sandbox import Finish, Observation, RunTests, Sandbox
+from agent_cli.stuck import StuckDetector
 from agent_cli.templates import helper_docs, render
 from agent_cli.testing.gate import TestVerdict, unavailable_report
 
@@ -59,9 +63,10 @@ class AgentConfig:
     action_timeout: float
     max_output_chars: int
     network: bool
+    max_context_tokens: int | None  # None: no budget (no condensation)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AgentConfig:
+    def from_settings(cls, settings: Settings, max_context_tokens: int | None = None) -> AgentConfig:
         return cls(
             max_steps=settings.max_steps,
             max_cost=settings.max_cost,
@@ -69,6 +74,7 @@ class AgentConfig:
             action_timeout=settings.action_timeout,
             max_output_chars=settings.max_output_chars,
             network=settings.network,
+            max_context_tokens=settings.max_context_tokens or max_context_tokens,
         )
 
 
@@ -89,9 +95,9 @@ class Step:
 class TurnResult:
     """How a task (or a message of a conversation) ended."""
 
-    status: (
-        str  # finished | tests_failed | limit | model_stopped | no_action | model_error | interrupted | error
-    )
+    # finished | finished_untested | tests_failed | limit | stuck | model_stopped | no_action | model_error
+    # | interrupted | error
+    status: str
     exit_code: int
     message: str
     summary: str | None = None
@@ -112,6 +118,7 @@ class Agent:
         tests: TestRunner | None = None,
         repo_map: RepoMap | None = None,
         cancel: CancelToken | None = None,
+        summary_model: Model | None = None,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -121,29 +128,54 @@ class Agent:
         self.tests = tests  # runs the tests on run_tests() and gates finish(); see testing/gate.py
         self.repo_map = repo_map  # outlines files whose definitions an edit reshaped
         self.cancel = cancel or CancelToken()
-        self.messages: list[dict[str, str]] = []
+        self.conversation = Conversation()
         self.steps: list[Step] = []  # every step of the conversation
         self.usage = Usage()
         self.turn = 0
+        self.last_step_number = 0  # steps are numbered across turns; the user's edits take numbers too
+        self.stuck = StuckDetector()
+        self.condenser = self._condenser(summary_model or model)
         self._turn_started = time.monotonic()
         self._turn_first_step = 0
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        return self.conversation.messages()
+
+    def take_step_number(self) -> int:
+        self.last_step_number += 1
+        return self.last_step_number
+
+    def _condenser(self, model: Model) -> Condenser | None:
+        if not self.config.max_context_tokens:
+            return None
+
+        def complete(messages: list[dict[str, str]]) -> ModelReply:
+            left = max(self._time_left(), 1.0)
+            return self.cancel.call(
+                lambda: model.complete(messages, timeout=left), timeout=left + MODEL_SLACK_S
+            )
+
+        return Condenser(model.name, complete, self.config.max_context_tokens, self.events, self.usage.add)
 
     # ------------------------------------------------------------------------------ conversation
 
     def run(self, task: str, repo_context: str = "") -> TurnResult:
         """Start the conversation with a task."""
-        self.messages = [
-            {"role": "system", "content": self._system_prompt()},
-            {"role": "user", "content": render("task", task=task, repo_summary=repo_context)},
-        ]
+        self.conversation.start(self._system_prompt(), render("task", task=task, repo_summary=repo_context))
         return self._turn(task)
 
     def continue_(self, message: str) -> TurnResult:
         """Go on with the conversation: same messages, interpreter and ledger, one more request."""
-        if not self.messages:
+        if not self.conversation.started:
             return self.run(message)
-        self._say(render("followup", message=message))
+        self.conversation.add_task(render("followup", message=message))
         return self._turn(message)
+
+    def note(self, text: str) -> None:
+        """Tell the model something before its next step (the user ran a command, edited files)."""
+        if self.conversation.started:
+            self.conversation.add_note(text)
 
     def _system_prompt(self) -> str:
         return render(
@@ -155,19 +187,11 @@ class Agent:
             max_output_chars=self.config.max_output_chars,
         )
 
-    def _say(self, text: str) -> None:
-        """A user message; one straight after another (a finished turn's last observation, then the
-        next request) are merged, since providers expect the roles to alternate."""
-        if self.messages and self.messages[-1]["role"] == "user":
-            last = self.messages[-1]
-            self.messages[-1] = {**last, "content": f"{last['content'].rstrip()}\n\n{text}"}
-        else:
-            self.messages.append({"role": "user", "content": text})
-
     def _turn(self, text: str) -> TurnResult:
         self.turn += 1
         self._turn_started = time.monotonic()
         self._turn_first_step = len(self.steps)
+        self.stuck.reset()
         self.events.emit(TaskGiven(text, self.model.name, self.config, self.turn))
         try:
             with self.cancel.watching():
@@ -211,7 +235,7 @@ class Agent:
 
     def step(self) -> TurnResult | None:
         """One step: ask, act, record. A result when the step ended the turn."""
-        number = len(self.steps) + 1
+        number = self.take_step_number()
         self._check_limits()
         reply = self.query(number)
         parsed = parse_reply(reply.content)
@@ -229,6 +253,7 @@ class Agent:
             self.cancel.check()
         verdict = self._run_tests(number, observation)
         control = observation.control
+        stuck = self.stuck.observe(parsed.code or "", _result_text(observation, verdict), observation.error)
         if isinstance(control, Finish) and (verdict is None or verdict.passed):
             text = self._observation_text(observation, timeout, edits, None, accepted=True)
             self._record(number, reply, parsed, observation, text, ends="finished")
@@ -242,16 +267,28 @@ class Agent:
             self._record(number, reply, parsed, observation, verdict.report, ends="tests_failed")
             return self._result("tests_failed", EXIT_TESTS_FAIL, verdict.message, summary)
         report = verdict.report if verdict else None
-        self._record(
-            number, reply, parsed, observation, self._observation_text(observation, timeout, edits, report)
-        )
+        text = self._observation_text(observation, timeout, edits, report)
+        if stuck is not None:
+            self.events.emit(Stuck(number, stuck.pattern, stuck.stop))
+            if stuck.stop:
+                self._record(number, reply, parsed, observation, text, ends="stuck")
+                message = f"stuck: {stuck.pattern}, and went on after it was told to change approach"
+                return self._result("stuck", EXIT_LIMIT, message)
+            text = f"{text.rstrip()}\n\n{render('stuck', pattern=stuck.pattern)}"
+        self._record(number, reply, parsed, observation, text)
         return None
 
     def query(self, number: int) -> ModelReply:
         """Ask the model for the next reply, with the state of the work on the latest message. The call
         is bounded by the time left and abandoned at once when the session is cancelled."""
         self.events.emit(StepStarted(number))
-        messages = self._with_state_block(self.messages)
+        block = self._state_block()
+        if self.condenser is not None:
+            self.condenser.fit(self.conversation, block, number)
+        messages = self.conversation.messages()
+        if block:
+            last = messages[-1]
+            messages[-1] = {**last, "content": f"{last['content'].rstrip()}\n\n{block}"}
         left = self._time_left()
         try:
             reply = self.cancel.call(
@@ -297,15 +334,11 @@ class Agent:
         """The action timeout, shortened so an action cannot outlive the wall-time limit."""
         return max(1.0, min(self.config.action_timeout, self._time_left()))
 
-    def _with_state_block(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
-        """The latest user message carries the current state of the work; earlier ones do not, so the
-        prompt grows linearly with steps and the state is always where the model looks last."""
+    def _state_block(self) -> str:
+        """The current state of the work, for the latest user message only: earlier ones do not
+        repeat it, so the prompt grows linearly with steps and the state is where the model looks last."""
         ledger = self.ledger.view() if self.ledger else None
-        block = render("state", ledger=ledger, tests=self.tests.status() if self.tests else None).strip()
-        if not block:
-            return list(messages)  # a copy: what was sent must not change as the conversation grows
-        last = messages[-1]
-        return [*messages[:-1], {**last, "content": f"{last['content'].rstrip()}\n\n{block}"}]
+        return render("state", ledger=ledger, tests=self.tests.status() if self.tests else None).strip()
 
     def _run_tests(self, number: int, observation: Observation) -> TestVerdict | None:
         """The tests' verdict when the action called run_tests() or finish(); None when it called neither."""
@@ -359,8 +392,7 @@ class Agent:
     ) -> None:
         step = Step(number, reply.content, parsed.thought, parsed.code, observation, text, reply.usage)
         self.steps.append(step)
-        self.messages.append({"role": "assistant", "content": reply.content})
-        self.messages.append({"role": "user", "content": text})
+        self.conversation.add_step(number, reply.content, text)
         self.events.emit(Observed(number, parsed.code, observation, text, ends))
 
     def _result(self, status: str, exit_code: int, message: str, summary: str | None = None) -> TurnResult:
@@ -373,3 +405,9 @@ class Agent:
             usage=self.usage,
             wall_s=time.monotonic() - self._turn_started,
         )
+
+
+def _result_text(observation: Observation, verdict: TestVerdict | None) -> str:
+    """What an action produced, for telling a repeat from progress."""
+    parts = [observation.stdout, observation.stderr, observation.value or "", observation.error or ""]
+    return "\n".join([*parts, verdict.report if verdict else ""])

@@ -371,3 +371,37 @@ def working_tree(workspace: Workspace) -> str:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         git(workspace.root, "add", "--all", "--", ".", env=env)
         return git(workspace.root, "write-tree", env=env).decode().strip()
+
+
+def blobs(root: Path, tree: str, paths: list[str]) -> dict[str, tuple[str, str]]:
+    """(mode, blob) of each of `paths` in `tree`; paths absent from it are left out."""
+    if not paths:
+        return {}
+    out = git(
+        root, "ls-tree", "-r", "-z", "--full-tree", tree, "--", *paths, env={"GIT_LITERAL_PATHSPECS": "1"}
+    )
+    found = {}
+    for record in filter(None, out.decode("utf-8", "surrogateescape").split("\0")):
+        meta, _, path = record.partition("\t")
+        mode, _kind, sha = meta.split()
+        found[path] = (mode, sha)
+    return found
+
+
+def changed_paths(root: Path, before: str, after: str) -> list[str]:
+    return [path for path, _ in _changed_paths(root, before, after)]
+
+
+def tree_with(root: Path, base: str, source: str, paths: list[str]) -> str:
+    """`base` with `paths` as they are in `source` (removed where `source` has none)."""
+    taken = blobs(root, source, paths)
+    with tempfile.TemporaryDirectory(prefix="actsmith-tree-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(root, "read-tree", base, env=env)
+        for path in paths:
+            if path in taken:
+                mode, sha = taken[path]
+                git(root, "update-index", "--add", "--cacheinfo", f"{mode},{sha},{path}", env=env)
+            else:
+                git(root, "update-index", "--force-remove", "--", path, env=env)
+        return git(root, "write-tree", env=env).decode().strip()

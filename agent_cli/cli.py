@@ -151,15 +151,17 @@ def _open_workspace(repo: Path | None) -> Workspace:
 def interrupts_cancel(token: CancelToken) -> Iterator[None]:
     """While a session runs, Ctrl-C and SIGTERM trip its token (the action is interrupted, the model
     call abandoned, the sandbox removed as the session closes). When nothing watches the token (set-up,
-    an image build) or on a second Ctrl-C, they interrupt at once, as usual."""
+    an image build) or on a second Ctrl-C, they interrupt at once, as usual; so does SIGHUP (the
+    terminal is gone: there is nobody to show a summary to)."""
 
     def handler(signum: int, frame: object) -> None:
-        if token.watched and not token.cancelled:
+        if signum != signal.SIGHUP and token.watched and not token.cancelled:
             token.cancel("interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)")
             return
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, handler) for sig in watched}
     try:
         yield
     finally:
@@ -215,6 +217,56 @@ def run(
         close_view()
     assert session.outcome is not None
     raise typer.Exit(session.outcome.exit_code)
+
+
+@app.command()
+@reports_errors
+@with_settings
+def chat(
+    repo: Annotated[
+        Path | None, typer.Option(help="Repository to work in (default: the current one).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Go on with the last chat of this repository, in a new sandbox.")
+    ] = False,
+    *,
+    flags: dict[str, Any],
+) -> None:
+    """Talk to the agent in this repository: each message is a turn, in one sandbox. /help lists commands."""
+    from dataclasses import replace
+
+    from agent_cli.chat import Chat, Saved
+    from agent_cli.chat.loop import chat_loop
+    from agent_cli.errors import UsageError
+    from agent_cli.events import EventStream
+    from agent_cli.session import Session
+    from agent_cli.settings import load_settings
+    from agent_cli.ui import TerminalView
+
+    workspace = _open_workspace(repo)
+    settings = load_settings(workspace.root, flags)
+    saved = Saved.load(workspace) if resume else None
+    if resume and saved is None:
+        raise UsageError("there is no chat to resume in this repository: start one with `actsmith chat`")
+    if saved is not None and not flags.get("trajectory"):
+        settings = replace(settings, trajectory=Path(saved.trajectory))  # one file for the whole chat
+    console = _console()
+    view = TerminalView(console, _console(stderr=True), summary=False)
+    session = Session(settings, workspace, label="chat", events=EventStream([view]))
+    try:
+        with interrupts_cancel(session.cancel), session:
+            conversation = Chat(session, console)
+            if saved is not None:
+                conversation.resume(saved)
+            chat_loop(conversation, console)
+    finally:
+        view.close()
+    end = session.outcome
+    if end is not None and end.files_changed:
+        console.print(
+            f"{len(end.files_changed)} file(s) changed in this chat; `{end.undo}` takes them all back",
+            style="dim",
+        )
 
 
 @app.command()
@@ -382,4 +434,5 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     app()

@@ -130,6 +130,30 @@ class ModelRetried(Event):
 
 
 @dataclass(frozen=True)
+class Condensed(Event):
+    """Older steps were replaced by a summary to keep the prompt under max_context_tokens."""
+
+    name: ClassVar[str] = "condensed"
+    step: int  # the step whose prompt needed the room
+    first: int  # the steps the summary replaced
+    last: int
+    entries: int  # conversation entries replaced (replies, observations, earlier summaries)
+    tokens_before: int
+    tokens_after: int
+    model: str  # the model that wrote the summary
+
+
+@dataclass(frozen=True)
+class Stuck(Event):
+    """The agent repeats itself: told to change approach (`stopped` False), or stopped."""
+
+    name: ClassVar[str] = "stuck"
+    step: int
+    pattern: str
+    stopped: bool
+
+
+@dataclass(frozen=True)
 class ActionStarted(Event):
     name: ClassVar[str] = "action"
     step: int

@@ -34,6 +34,7 @@ class FileChange:
 class StepEdits:
     step: int
     files: tuple[FileChange, ...]
+    by_user: bool = False  # edits made outside the agent (between turns of a conversation)
 
     @property
     def warnings(self) -> list[str]:
@@ -67,10 +68,13 @@ class FileState:
     binary: bool
     steps: tuple[int, ...]
     symbols: tuple[str, ...]
+    by_user: tuple[int, ...] = ()  # which of those steps were the user's edits
 
     @property
     def steps_text(self) -> str:
-        return ", ".join(str(step) for step in self.steps)
+        return ", ".join(
+            f"{step} (the user's edit)" if step in self.by_user else str(step) for step in self.steps
+        )
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,9 @@ class Ledger:
             self._pool = None
         return self.checkpoints.close(status)
 
-    def record_step(self, step: int) -> StepEdits:
-        """Checkpoint after an action and record what it changed."""
+    def record_step(self, step: int, *, by_user: bool = False) -> StepEdits:
+        """Checkpoint after an action (or, `by_user`, the user's own edits between turns) and record
+        what it changed."""
         previous = self.checkpoints.history[-1]
         self.checkpoints.stage()
         entries = self._diff(previous.tree)  # the freshly staged index against the last checkpoint
@@ -146,7 +151,7 @@ class Ledger:
             differed = set(self.net)
             self._apply_net(*net.result())
             files = tuple(self._mark_revert(change, differed) for change in files)
-        edits = StepEdits(step, files)
+        edits = StepEdits(step, files, by_user)
         self.steps.append(edits)
         for change in files:
             self.problems.pop(change.old_path or change.path, None)
@@ -196,12 +201,14 @@ class Ledger:
 
     def _file_state(self, entry: DiffEntry) -> FileState:
         names = {entry.path, entry.old_path or entry.path}
-        steps, symbols = [], []
+        steps, symbols, by_user = [], [], []
         for record in self.steps:
             for change in record.files:
                 if change.path in names or change.old_path in names:
                     steps.append(record.step)
                     symbols += [s for s in change.symbols if s not in symbols]
+                    if record.by_user:
+                        by_user.append(record.step)
         return FileState(
             path=entry.path,
             status=entry.status,
@@ -211,6 +218,7 @@ class Ledger:
             binary=entry.binary,
             steps=tuple(dict.fromkeys(steps)),
             symbols=tuple(symbols[:MAX_SYMBOLS_SHOWN]),
+            by_user=tuple(by_user),
         )
 
     def _changes(self, entries: list[DiffEntry]) -> tuple[FileChange, ...]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from agent_cli.agent import Agent, AgentConfig, TurnResult
 from agent_cli.cancel import Cancelled, CancelToken
 from agent_cli.checkpoints import RunCheckpoints
+from agent_cli.context import context_window
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_OK, ActsmithError, UsageError
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
 from agent_cli.ledger import Ledger
@@ -132,11 +133,12 @@ class Session:
                 model,
                 self.sandbox,
                 self.events,
-                AgentConfig.from_settings(settings),
+                AgentConfig.from_settings(settings, context_window(model.name)),
                 ledger=self.ledger,
                 tests=self.tests,
                 repo_map=self.repo_map,
                 cancel=self.cancel,
+                summary_model=summary_model,
             )
         except BaseException as error:
             self.events.drop()

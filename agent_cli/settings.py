@@ -96,7 +96,15 @@ class Settings:
         3, "Test reports sent back on finish() before the run ends failing (exit 1).", low=0, high=100
     )
     test_timeout: float = setting(600.0, "Seconds before a test run is stopped.", low=1, high=86400)
-    summary_model: str | None = setting(None, "Model that condenses long test output (default: --model).")
+    summary_model: str | None = setting(
+        None, "Model that condenses long test output and old steps (default: --model)."
+    )
+    max_context_tokens: int | None = setting(
+        None,
+        "Token budget of every prompt; older steps are condensed past it (default: the model's window).",
+        low=1000,
+        high=10_000_000,
+    )
     map_tokens: int = setting(
         1024, "Token budget of the repo map in the first prompt (0: no map).", low=0, high=200_000
     )

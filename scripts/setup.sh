@@ -12,6 +12,14 @@ if ! command -v debootstrap >/dev/null && ! docker image inspect python:3.12-sli
   fi
 fi
 
+# The test suite drives the chat in a real terminal (tmux).
+if [ "${ACTSMITH_DEV:-0}" = 1 ] && ! command -v tmux >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing tmux (the chat tests drive a real terminal)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+  fi
+fi
+
 venv="${ACTSMITH_VENV:-$root/.venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from conftest import SHARED_SANDBOXES, limits, make_repo
@@ -356,10 +357,13 @@ def test_nothing_but_the_workspace_is_mounted(docker_client, sandbox_image, tmp_
             "print(sorted(line.split()[4] for line in open('/proc/self/mountinfo')))",
             10,
         )
+    config_copy = next(m["Source"] for m in mounts if m["Destination"] == "/workspace/.git/config")
     assert {(m["Source"], m["Destination"], m["RW"]) for m in mounts} == {
         (str(repo), "/workspace", True),
         (str(repo / ".git"), "/workspace/.git", False),
+        (config_copy, "/workspace/.git/config", False),  # the git config, without credentials
     }
+    assert "/actsmith-sandbox-" in config_copy and not Path(config_copy).exists()  # gone with the sandbox
     sockets, points = obs.stdout.splitlines()
     assert sockets == "[]" and "docker.sock" not in points
 
