@@ -273,3 +273,96 @@ class GitHubStub:
 
 def _not_found() -> tuple[int, Any]:
     return 404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}
+
+
+class GitHttpServer:
+    """git's smart HTTP protocol on 127.0.0.1, through `git http-backend` (CGI), for the repositories
+    under `root`. Requests must carry `Authorization: basic x-access-token:<token>`, as GitHub takes
+    a token over HTTPS; every Authorization header received is recorded."""
+
+    def __init__(self, root: Any, token: str) -> None:
+        import base64
+
+        self.root = root
+        self.expected = "basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        self.authorizations: list[list[str]] = []  # the Authorization headers of each request
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def start(self) -> GitHttpServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server._handle(self)
+
+            def do_POST(self) -> None:
+                server._handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        import os
+        import subprocess
+
+        given = handler.headers.get_all("Authorization") or []
+        self.authorizations.append(given)
+        if [value.lower() for value in given] != [self.expected.lower()]:
+            handler.send_response(401)
+            handler.send_header("WWW-Authenticate", 'Basic realm="git"')
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        parts = urlsplit(handler.path)
+        env = {
+            **os.environ,
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REMOTE_USER": "x-access-token",  # an authenticated user may push
+            "PATH_INFO": parts.path,
+            "QUERY_STRING": parts.query,
+            "REQUEST_METHOD": handler.command,
+            "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
+            "HTTP_CONTENT_ENCODING": handler.headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": handler.headers.get("Git-Protocol", ""),
+        }
+        result = subprocess.run(
+            ["git", "http-backend"], input=_request_body(handler), env=env, capture_output=True
+        )
+        head, _, body = result.stdout.partition(b"\r\n\r\n")
+        headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
+        status = next((int(value.split()[0]) for name, value in headers if name.lower() == "status"), 200)
+        handler.send_response(status)
+        for name, value in headers:
+            if name.lower() != "status":
+                handler.send_header(name, value.strip())
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+
+def _request_body(handler: BaseHTTPRequestHandler) -> bytes:
+    if handler.headers.get("Transfer-Encoding", "").lower() != "chunked":
+        return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    body = b""
+    while True:
+        size = int(handler.rfile.readline().split(b";")[0], 16)
+        if size == 0:
+            handler.rfile.readline()
+            return body
+        body += handler.rfile.read(size)
+        handler.rfile.readline()
