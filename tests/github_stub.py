@@ -12,12 +12,64 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 DOCS = "https://docs.github.com/rest"
+
+
+class Loopback:
+    """An HTTP server on 127.0.0.1, in a thread, handing each request and its method to `handle`."""
+
+    def __init__(self, handle: Callable[[BaseHTTPRequestHandler, str], None]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                handle(self, "GET")
+
+            def do_POST(self) -> None:
+                handle(self, "POST")
+
+            def do_PATCH(self) -> None:
+                handle(self, "PATCH")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Served:
+    """A test server's life: `start` serves `_handle` on loopback, `stop` ends it."""
+
+    _server: Loopback | None = None
+
+    def start(self) -> Self:
+        self._server = Loopback(self._handle)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return self._server.url
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        raise NotImplementedError
 
 
 @dataclass
@@ -37,7 +89,7 @@ class Failure:
 
 
 @dataclass
-class GitHubStub:
+class GitHubStub(Served):
     repository: str
     token: str
     default_branch: str = "main"
@@ -48,39 +100,8 @@ class GitHubStub:
     _failures: list[tuple[str, re.Pattern[str], Failure]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 900_000
-    _httpd: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------------------ test side
-
-    def start(self) -> GitHubStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                stub._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                stub._handle(self, "POST")
-
-            def do_PATCH(self) -> None:
-                stub._handle(self, "PATCH")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def fail(
         self, method: str, path: str, status: int, message: str, errors: list[dict[str, str]] | None = None
@@ -275,7 +296,7 @@ def _not_found() -> tuple[int, Any]:
     return 404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}
 
 
-class GitHttpServer:
+class GitHttpServer(Served):
     """git's smart HTTP protocol on 127.0.0.1, through `git http-backend` (CGI), for the repositories
     under `root`. Requests must carry `Authorization: basic x-access-token:<token>`, as GitHub takes
     a token over HTTPS; every Authorization header received is recorded."""
@@ -286,36 +307,8 @@ class GitHttpServer:
         self.root = root
         self.expected = "basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
         self.authorizations: list[list[str]] = []  # the Authorization headers of each request
-        self._httpd: ThreadingHTTPServer | None = None
 
-    def start(self) -> GitHttpServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server._handle(self)
-
-            def do_POST(self) -> None:
-                server._handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         import os
         import subprocess
 

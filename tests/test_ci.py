@@ -240,3 +240,12 @@ def test_a_refused_push_is_one_line_that_names_the_local_branch_and_hides_the_to
         message.startswith("pushing actsmith/x to origin failed")
         and "the work is on the local branch main" in message
     )
+
+
+def test_the_actions_api_key_goes_under_the_variable_the_models_provider_reads(monkeypatch):
+    from agent_cli.ci.driver import provider_key_names
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    assert provider_key_names("gpt-4o") == ["OPENAI_API_KEY"]
+    assert provider_key_names("anthropic/claude-sonnet-4-5") == ["ANTHROPIC_API_KEY"]

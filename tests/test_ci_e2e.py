@@ -408,3 +408,18 @@ def test_a_github_api_error_is_one_line_and_exit_2_with_the_work_kept(
     else:  # refused before any work: no model call, nothing pushed
         assert ran.trajectory == []
         assert branch not in actions.origin_refs()
+
+
+@pytest.mark.docker
+def test_a_run_that_changes_nothing_says_so_and_pushes_nothing(actions, stub, sandbox_image):
+    ran = actions.run(
+        "issues", actions.event("issues_labeled"), ["<execute>\nfinish('nothing needed')\n</execute>"]
+    )
+    assert ran.code == 0, ran.stderr
+    assert actions.origin_refs() == {"refs/heads/main": actions.main}
+    assert stub.calls("POST", PULLS) == []
+    assert (
+        "no files were changed, so nothing was pushed and no pull request was opened"
+        in only_comment(stub)[-1]
+    )
+    assert ran.outputs["branch"] == "" and ran.outputs["pr-url"] == ""

@@ -105,6 +105,9 @@ class CiRun:
             self._failed(str(error), error.exit_code)
         except KeyboardInterrupt:
             self._failed("interrupted", EXIT_INTERRUPTED)
+        except Exception as error:  # a bug or an unexpected library failure: still say why, then raise
+            self._failed(f"{type(error).__name__}: {error}", EXIT_USAGE)
+            raise
         finally:
             self._tell()
             self.github.close()
@@ -170,10 +173,11 @@ class CiRun:
         self.events.subscribe(self.watcher)
         try:
             with session:
-                self.run_dir = workspace.run_dir(session.run_id)
                 session.run(task)
         finally:
             self.events.unsubscribe(self.watcher)
+            if session.run_id:  # its trajectory is there even when the session failed to start
+                self.run_dir = workspace.run_dir(session.run_id)
             self.report.ended, self.report.warnings = self.watcher.ended, self.watcher.warnings
         self.exit_code = self.watcher.ended.exit_code if self.watcher.ended else EXIT_USAGE
 
