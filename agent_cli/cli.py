@@ -271,6 +271,53 @@ def chat(
 
 @app.command()
 @reports_errors
+@with_settings(
+    # A CI run always works in its own worktree and commits there: those two are not for the user to turn off.
+    only=tuple(
+        name for name, item in FIELDS.items() if spec_of(item).cli and name not in ("worktree", "commit")
+    )
+)
+def ci(
+    label: Annotated[str, typer.Option(help="The issue label that starts a run.")] = "actsmith",
+    allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Logins (repeatable, or comma separated) whose /actsmith comments start a run too."
+        ),
+    ] = None,
+    draft: Annotated[
+        bool,
+        typer.Option(
+            "--draft/--ready", help="Open the pull request as a draft (always, unless the run succeeded)."
+        ),
+    ] = True,
+    *,
+    flags: dict[str, Any],
+) -> None:
+    """In a GitHub Actions job: turn the event (a labeled issue, an /actsmith comment, a dispatch) into a pushed branch, a pull request and one comment."""
+    from agent_cli.cancel import CancelToken
+    from agent_cli.ci import CiOptions, run_ci
+    from agent_cli.ci.trigger import parse_allow
+
+    if flags.get("trajectory") is not None:
+        flags["trajectory"] = Path(os.path.abspath(flags["trajectory"]))
+    options = CiOptions(label, parse_allow(allow or []), draft, flags)
+    events, close_view = _event_stream(json_output=False)
+    token = CancelToken()
+    try:
+        with interrupts_cancel(token):
+            result = run_ci(options, dict(os.environ), events, token)
+    finally:
+        close_view()
+    if result.problem:
+        _print_error(result.problem)
+    else:
+        _console().print(f"actsmith ci: {result.message}", markup=False)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@reports_errors
 def undo(
     step: Annotated[
         int | None, typer.Option(help="Restore the state after this step of the run instead of before it.")

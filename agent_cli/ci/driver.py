@@ -1,0 +1,262 @@
+"""`actsmith ci` from event to outcome: read the trigger, say "working" on the issue, prepare the
+branch, run one Session in a worktree, push, open or update the pull request, and replace the
+"working" comment with the outcome. Whatever fails, the comment, the step summary and the outputs
+still say so, and work already pushed stays where it is."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from agent_cli.ci.actions_env import ActionsEnv
+from agent_cli.ci.github_api import GitHub, GitHubError, PullLink
+from agent_cli.ci.origin import Origin, prepare_branch
+from agent_cli.ci.report import Report, RunWatcher
+from agent_cli.ci.trigger import Skipped, Trigger, read_trigger
+from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError, UsageError
+from agent_cli.gitops import git
+from agent_cli.templates import render
+from agent_cli.trajectory import Redactor
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from github.IssueComment import IssueComment
+
+    from agent_cli.cancel import CancelToken
+    from agent_cli.events import EventStream
+    from agent_cli.settings import Settings
+    from agent_cli.workspace import Workspace
+
+# Who commits when the runner's git knows nobody (as on GitHub's hosted runners).
+BOT_NAME = "github-actions[bot]"
+BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
+API_KEY_VARIABLE = "ACTSMITH_API_KEY"
+
+
+@dataclass(frozen=True)
+class CiOptions:
+    label: str
+    allow: frozenset[str]
+    draft: bool
+    flags: dict[str, Any]  # settings passed as flags, as for `run`
+
+
+@dataclass(frozen=True)
+class CiResult:
+    exit_code: int
+    conclusion: str
+    problem: str | None  # the one line to print as an error
+    message: str  # a line for the log otherwise
+
+
+@dataclass(frozen=True)
+class BranchPlan:
+    """Where the work happens and where it goes."""
+
+    local: str  # the branch the session's worktree is on
+    push_to: str | None  # the branch on origin; None for a fork's pull request (nothing is pushed)
+    source: str | None  # the ref on origin the work continues, when origin has it; else the checkout's HEAD
+    required: bool = False  # no HEAD to fall back on: the source must exist
+
+
+def run_ci(options: CiOptions, environ: dict[str, str], events: EventStream, cancel: CancelToken) -> CiResult:
+    env = ActionsEnv.from_environ(environ)
+    trigger = read_trigger(env.event_name, env.event(), label=options.label, allow=options.allow)
+    if isinstance(trigger, Skipped):
+        env.append_summary(render("ci_skipped", reason=trigger.reason))
+        env.write_outputs(
+            {"conclusion": "not_triggered", "pr-url": "", "branch": "", "cost-usd": "", "run-dir": ""}
+        )
+        return CiResult(0, "not_triggered", None, f"not triggered: {trigger.reason}")
+    if not env.token:
+        raise UsageError("GITHUB_TOKEN is not set: give the action a github-token (or set GITHUB_TOKEN)")
+    return CiRun(env, env.token, trigger, options, events, cancel).run()
+
+
+class CiRun:
+    def __init__(
+        self,
+        env: ActionsEnv,
+        token: str,
+        trigger: Trigger,
+        options: CiOptions,
+        events: EventStream,
+        cancel: CancelToken,
+    ) -> None:
+        self.env, self.token, self.trigger, self.options = env, token, trigger, options
+        self.events, self.cancel = events, cancel
+        self.redactor = Redactor()
+        self.redactor.add(token, "GITHUB_TOKEN")
+        self.github = GitHub(env.api_url, env.repository, token, self.redactor)
+        self.report = Report(trigger, env)
+        self.watcher = RunWatcher()
+        self.comment: IssueComment | None = None
+        self.commented_pull: PullLink | None = None  # the same-repository pull request commented on
+        self.patch: str | None = None
+        self.run_dir: Path | None = None
+        self.exit_code = EXIT_USAGE
+
+    def run(self) -> CiResult:
+        try:
+            self._run()
+        except ActsmithError as error:
+            self._failed(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            self._failed("interrupted", EXIT_INTERRUPTED)
+        except Exception as error:  # a bug or an unexpected library failure: still say why, then raise
+            self._failed(f"{type(error).__name__}: {error}", EXIT_USAGE)
+            raise
+        finally:
+            self._tell()
+            self.github.close()
+        conclusion = self.report.conclusion
+        pull = f": {self.report.pull.url}" if self.report.pull else ""
+        return CiResult(self.exit_code, conclusion, self.report.error, f"{conclusion}{pull}")
+
+    def _run(self) -> None:
+        from agent_cli.settings import load_settings
+        from agent_cli.workspace import Workspace
+
+        workspace = Workspace.open(self.env.workspace)
+        settings = replace(load_settings(workspace.root, self.options.flags), worktree=True)
+        plan = self._plan()
+        if self.trigger.number is not None:
+            self.comment = self.github.comment(
+                self.trigger.number, render("ci_working", run_url=self.env.run_url)
+            )
+        origin = Origin.of(workspace, self.token, self.redactor)
+        start = origin.fetch(plan.source) if plan.source else None
+        if plan.required and start is None:
+            raise UsageError(f"origin has no {plan.source} to work on")
+        prepare_branch(workspace, plan.local, start)
+        _ensure_identity(workspace)
+        _provide_api_key(settings.model)
+        self._session(settings, workspace, plan)
+        self._deliver(workspace, origin, plan, start)
+
+    def _plan(self) -> BranchPlan:
+        trigger = self.trigger
+        if trigger.kind == "dispatch":
+            return BranchPlan(f"actsmith/run-{self.env.run_id}", f"actsmith/run-{self.env.run_id}", None)
+        if trigger.kind == "issue":
+            branch = f"actsmith/issue-{trigger.number}"
+            return BranchPlan(branch, branch, f"refs/heads/{branch}")  # a re-run continues the branch
+        assert trigger.number is not None
+        head = self.github.pull(trigger.number)
+        same_repository = (head.repository or "").lower() == self.env.repository.lower()
+        if same_repository:
+            self.commented_pull = PullLink(head.number, head.url, created=False)
+        return BranchPlan(
+            f"actsmith/pr-{trigger.number}",
+            head.branch if same_repository else None,
+            f"refs/pull/{trigger.number}/head",
+            required=True,
+        )
+
+    def _session(self, settings: Settings, workspace: Workspace, plan: BranchPlan) -> None:
+        from agent_cli.session import Session
+
+        task = render("ci_task", trigger=self.trigger, repository=self.env.repository)
+        # The task names the run id and its commit's message; the branch is the plan's.
+        session = Session(
+            settings,
+            workspace,
+            label=task,
+            events=self.events,
+            cancel=self.cancel,
+            branch=plan.local,
+            task=task,
+        )
+        session.redactor.add(self.token, "GITHUB_TOKEN")
+        self.events.subscribe(self.watcher)
+        try:
+            with session:
+                session.run(task)
+        finally:
+            self.events.unsubscribe(self.watcher)
+            if session.run_id:  # its trajectory is there even when the session failed to start
+                self.run_dir = workspace.run_dir(session.run_id)
+            self.report.ended, self.report.warnings = self.watcher.ended, self.watcher.warnings
+        self.exit_code = self.watcher.ended.exit_code if self.watcher.ended else EXIT_USAGE
+
+    def _deliver(self, workspace: Workspace, origin: Origin, plan: BranchPlan, start: str | None) -> None:
+        ended = self.report.ended
+        if ended is None or not ended.files_changed:
+            return
+        if ended.commit is None:
+            raise UsageError(f"the run's changes were not committed: {ended.not_committed}")
+        self.report.commit = ended.commit
+        if plan.push_to is None:
+            self._keep_patch(workspace, start or "HEAD", plan.local)
+            return
+        origin.push(plan.local, plan.push_to)
+        self.report.branch = plan.push_to
+        if self.commented_pull is not None:
+            self.report.pull = self.commented_pull  # the commits went onto the pull request itself
+            return
+        draft = self.options.draft or self.report.conclusion != "success"  # only earned success is ready
+        try:
+            self.report.pull = self.github.open_or_update_pull(
+                plan.push_to, self._title(), self.report.pull_body(), draft
+            )
+        except GitHubError as error:
+            raise GitHubError(f"{error}; the work is pushed on branch {plan.push_to}") from None
+
+    def _keep_patch(self, workspace: Workspace, start: str, local: str) -> None:
+        """A fork's pull request cannot be pushed to: its change goes into the comment as a patch,
+        and whole into the run's folder (the artifact)."""
+        patch = git(workspace.root, "format-patch", "--stdout", f"{start}..refs/heads/{local}", exact=False)
+        self.patch = patch.decode("utf-8", "replace")
+        assert self.run_dir is not None
+        self.report.patch_file = self.run_dir / "changes.patch"
+        self.report.patch_file.write_text(self.patch, encoding="utf-8")
+
+    def _title(self) -> str:
+        words = self.trigger.title or self.trigger.request.strip().splitlines()[0]
+        title = f"actsmith: {words}"
+        return title if len(title) <= 80 else title[:77].rstrip() + "..."
+
+    def _failed(self, message: str, exit_code: int) -> None:
+        self.report.error = self.redactor.text(message)
+        self.exit_code = exit_code
+
+    def _tell(self) -> None:
+        """The outcome, everywhere it is shown; a comment that cannot be edited is one more failure."""
+        text = self.report.comment(self.patch)
+        if self.comment is not None:
+            try:
+                self.github.edit_comment(self.comment, text)
+            except GitHubError as error:
+                if self.report.error is None:
+                    self._failed(str(error), error.exit_code)
+                    text = self.report.comment(self.patch)
+        self.env.append_summary(text)
+        self.env.write_outputs({**self.report.outputs(), "run-dir": str(self.run_dir or "")})
+
+
+def _ensure_identity(workspace: Workspace) -> None:
+    """The session commits its work; a runner's git usually has no identity, so lend the Actions bot's."""
+    try:
+        workspace.check_identity()
+    except UsageError:
+        for role in ("AUTHOR", "COMMITTER"):
+            os.environ.setdefault(f"GIT_{role}_NAME", BOT_NAME)
+            os.environ.setdefault(f"GIT_{role}_EMAIL", BOT_EMAIL)
+
+
+def _provide_api_key(model: str) -> None:
+    """The action's `api-key` arrives as ACTSMITH_API_KEY; litellm reads each provider's own variable,
+    so hand it over under the names this model needs. This process only: the sandbox never sees it."""
+    key = os.environ.get(API_KEY_VARIABLE)
+    if not key or not model or model.startswith("replay:"):
+        return
+    for name in provider_key_names(model):
+        os.environ.setdefault(name, key)
+
+
+def provider_key_names(model: str) -> list[str]:
+    from agent_cli.model import import_litellm
+
+    return list(import_litellm().validate_environment(model=model).get("missing_keys") or [])

@@ -1,0 +1,149 @@
+"""What a run tells people: one conclusion, and the Markdown the comment, the step summary and the
+pull request body show (prompts/ci_report.md). It is built from the session's own events, so it
+says what the run did, never more: a conclusion of success needs a session that finished."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent_cli.events import Ended, Event, Notice
+from agent_cli.templates import render
+from agent_cli.ui import format_cost
+
+if TYPE_CHECKING:
+    from agent_cli.ci.actions_env import ActionsEnv
+    from agent_cli.ci.github_api import PullLink
+    from agent_cli.ci.trigger import Trigger
+
+# A session's status, as the workflow's `conclusion` output. Any status not named here (one added
+# later, or "error" and "interrupted") is a failure, so a new status can never read as success.
+CONCLUSIONS = {
+    "finished": "success",
+    "finished_untested": "untested",
+    "tests_failed": "tests_failed",
+    "limit": "limit_reached",
+    "no_action": "limit_reached",
+    "model_stopped": "limit_reached",
+    "stuck": "limit_reached",
+}
+HEADLINES = {
+    "success": "finished",
+    "untested": "finished, but no tests checked the change",
+    "tests_failed": "the tests still fail",
+    "limit_reached": "stopped before finishing",
+    "failed": "failed",
+}
+PATCH_NOTE_ROOM = 600  # characters kept free for the note that says where the rest of a cut patch is
+
+
+@dataclass
+class RunWatcher:
+    """Subscribes to the session's events and keeps what the report needs: the outcome, and the
+    warnings shown along the way (a baseline that could not run, a setup problem)."""
+
+    ended: Ended | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Ended):
+            self.ended = event
+        elif isinstance(event, Notice) and event.level == "warning":
+            self.warnings.append(event.message)
+
+
+@dataclass
+class Report:
+    trigger: Trigger
+    env: ActionsEnv
+    ended: Ended | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None  # a failure outside the session's own status: GitHub, a push, set-up
+    branch: str | None = None  # the branch the work was pushed to
+    commit: str | None = None
+    pull: PullLink | None = None
+    patch_file: Path | None = None  # a fork's patch, in full, in the run's artifact folder
+
+    @property
+    def conclusion(self) -> str:
+        if self.error is not None or self.ended is None:
+            return "failed"
+        return CONCLUSIONS.get(self.ended.status, "failed")
+
+    @property
+    def headline(self) -> str:
+        text = HEADLINES[self.conclusion]
+        if (
+            self.conclusion == "success"
+            and self.ended
+            and self.ended.tests
+            and self.ended.tests.state == "passed"
+        ):
+            text = "finished, the tests pass"
+        return text
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.ended and self.ended.files_changed)
+
+    @property
+    def cost(self) -> str:
+        usage = self.ended.usage if self.ended else None
+        return format_cost(usage.cost) if usage is not None else "none: no model call was made"
+
+    def outputs(self) -> dict[str, str]:
+        usage = self.ended.usage if self.ended else None
+        cost = usage.cost if usage is not None else 0.0
+        return {
+            "conclusion": self.conclusion,
+            "pr-url": self.pull.url if self.pull else "",
+            "branch": self.branch or "",
+            "cost-usd": "" if cost is None else f"{cost:.4f}",
+        }
+
+    def pull_body(self) -> str:
+        return self._render("pull", None, None)
+
+    def comment(self, patch: str | None = None) -> str:
+        """The comment's final text (and the step summary's), a fork's patch included as far as
+        GitHub's limit on a comment allows."""
+        from agent_cli.ci.github_api import COMMENT_LIMIT
+
+        if patch is None:
+            return self._render("comment", None, None)
+        room = COMMENT_LIMIT - len(self._render("comment", "", None)) - PATCH_NOTE_ROOM
+        shown, cut = cut_lines(patch, room)
+        return self._render("comment", shown, cut)
+
+    def _render(self, place: str, patch: str | None, cut: int | None) -> str:
+        return render(
+            "ci_report",
+            place=place,
+            r=self,
+            end=self.ended,
+            patch=patch,
+            cut=cut,
+            fence=fence_for(patch or ""),
+        )
+
+
+def cut_lines(text: str, room: int) -> tuple[str, int]:
+    """`text` as whole lines within `room` characters, and how many lines were left out."""
+    if len(text) <= room:
+        return text, 0
+    lines = text.splitlines(keepends=True)
+    kept, size = [], 0
+    for line in lines:
+        if size + len(line) > room:
+            break
+        kept.append(line)
+        size += len(line)
+    return "".join(kept), len(lines) - len(kept)
+
+
+def fence_for(text: str) -> str:
+    """A code fence longer than any run of backticks inside `text`, so the patch cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)

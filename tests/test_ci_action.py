@@ -1,0 +1,93 @@
+"""action.yml and the workflow in docs/ci.md: every input used exists (and every one declared is
+used), every action is pinned by a full commit SHA with its tag beside it, the flags passed exist,
+and the example workflow asks for the least it needs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTION = ROOT / "action.yml"
+DOCS = ROOT / "docs" / "ci.md"
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+
+
+def uses_lines(text: str) -> list[str]:
+    """Every `uses:` value with its trailing comment, as written."""
+    return [m.group(1).strip() for m in re.finditer(r"^\s*(?:- )?uses:\s*(.+)$", text, re.MULTILINE)]
+
+
+def docs_workflow() -> tuple[str, dict]:
+    block = re.search(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    assert block, "docs/ci.md has no example workflow"
+    return block.group(1), yaml.safe_load(block.group(1))
+
+
+def test_action_inputs_used_are_declared_and_all_declared_are_used():
+    text = ACTION.read_text()
+    action = yaml.safe_load(text)
+    declared = set(action["inputs"])
+    assert declared == {"model", "api-key", "github-token", "label", "allow", "max-cost", "draft"}
+    used = set(re.findall(r"inputs\.([A-Za-z0-9_-]+)", text))
+    assert used == declared
+
+
+def test_every_action_is_pinned_by_a_commit_with_its_tag():
+    lines = uses_lines(ACTION.read_text())
+    assert len(lines) == 2
+    workflow, _ = docs_workflow()
+    third_party = [line for line in uses_lines(workflow) if not line.startswith("YOUR-ORG/actsmith@")]
+    assert len(third_party) == 2
+    for line in lines + third_party:
+        assert PINNED.match(line), f"not pinned by a 40-hex commit with its tag: {line}"
+
+
+def test_the_action_installs_itself_runs_ci_with_flags_that_exist_and_uploads_the_run():
+    action = yaml.safe_load(ACTION.read_text())
+    assert action["runs"]["using"] == "composite"
+    steps = action["runs"]["steps"]
+    scripts = "\n".join(step.get("run", "") for step in steps)
+    assert '-m pip install --quiet "$GITHUB_ACTION_PATH"' in scripts
+    ci = next(step for step in steps if step.get("id") == "ci")
+    assert 'actsmith" ci ' in ci["run"]
+    assert "${{" not in ci["run"]  # inputs reach the script through env only: nothing to inject
+    help_text = subprocess.run(
+        [sys.executable, "-m", "agent_cli", "ci", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    for flag in re.findall(r"(--[a-z-]+)", ci["run"]) + ["--ready"]:
+        assert flag in help_text
+    # The settings the action sets are settings actsmith reads.
+    from agent_cli.settings import FIELDS
+
+    for variable in ci["env"]:
+        if variable.startswith("ACTSMITH_") and not variable.startswith(("ACTSMITH_CI_", "ACTSMITH_API_KEY")):
+            assert variable.removeprefix("ACTSMITH_").lower() in FIELDS
+    upload = next(step for step in steps if "upload-artifact" in step.get("uses", ""))
+    assert upload["with"]["path"] == "${{ steps.ci.outputs.run-dir }}"
+    assert upload["with"]["name"] == "actsmith-${{ github.run_id }}-${{ github.run_attempt }}"
+    assert "always()" in upload["if"]
+    outputs = {name: spec["value"] for name, spec in action["outputs"].items()}
+    assert outputs == {
+        name: f"${{{{ steps.ci.outputs.{name} }}}}" for name in ("conclusion", "pr-url", "branch", "cost-usd")
+    }
+
+
+def test_the_example_workflow_asks_for_the_least_and_runs_one_at_a_time_per_issue():
+    _, workflow = docs_workflow()
+    assert workflow["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
+    assert "github.event.issue.number" in workflow["concurrency"]["group"]
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
+    assert set(triggers) == {"issues", "issue_comment", "workflow_dispatch"}
+    assert "task" in triggers["workflow_dispatch"]["inputs"]
+    steps = workflow["jobs"]["actsmith"]["steps"]
+    checkout = next(step for step in steps if step["uses"].startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False

@@ -1,0 +1,425 @@
+"""`actsmith ci` end to end: the real CLI in a GitHub Actions-shaped environment, event payloads as
+GitHub sends them, a local GitHub REST server (github_stub.py), a bare git repository as `origin`,
+the real Docker sandbox and replay models."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import clean_env, git, make_repo, write_replay
+from github_stub import GitHubStub
+
+from agent_cli.trajectory import read_trajectory
+
+FIXTURES = Path(__file__).parent / "fixtures" / "github"
+REPOSITORY = "octo-org/hello-world"
+TOKEN = "ghs_ciTokenThatMustStayOnTheHost0123456789"
+MODEL_KEY = "sk-modelKeyThatMustStayOnTheHost0123456789"
+SECRETS = (TOKEN, MODEL_KEY, base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode())
+APP = "def greet():\n    return 'hi'\n"
+TEST_APP = "from app import greet\n\n\ndef test_greet():\n    assert greet().startswith('h')\n"
+HELLO = "<execute>\nreplace('app.py', \"return 'hi'\", \"return 'hello'\")\nfinish('greet() now says hello')\n</execute>"
+# Looks for the token everywhere the sandbox can read, without the action itself holding it.
+PROBE = (
+    "<execute>\nimport os\n"
+    "print('SECRET-VARS', [k for k in os.environ if 'TOKEN' in k or 'KEY' in k or k.startswith('GITHUB')])\n"
+    "common = sh('git rev-parse --path-format=absolute --git-common-dir').output.strip()\n"
+    "hits = sh(f'grep -r -I -l -e ciTokenThatMustStay -e modelKeyThatMust -e AUTHORIZATION /workspace {common} /etc /tmp 2>/dev/null; true').output\n"
+    "print('TOKEN-HITS', hits.split())\n</execute>"
+)
+
+
+@dataclass
+class Ran:
+    code: int
+    stdout: str
+    stderr: str
+    outputs: dict[str, str]
+    summary: str
+    trajectory: list[dict[str, Any]]
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("error:")]
+
+    def observations(self) -> list[str]:
+        return [e["text"] for e in self.trajectory if e["event"] == "observation"]
+
+    def prompts(self) -> str:
+        return json.dumps([e["messages"] for e in self.trajectory if e["event"] == "model_call"])
+
+
+class Actions:
+    """A checkout with `origin`, as a workflow's actions/checkout leaves it, and `actsmith ci` run in it."""
+
+    def __init__(self, tmp_path: Path, stub: GitHubStub):
+        self.tmp, self.stub, self.runs = tmp_path, stub, 0
+        self.origin = tmp_path / "origin.git"
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(self.origin)], check=True)
+        git(self.origin, "config", "receive.denyNonFastForwards", "true")  # a force push would be refused
+        self.checkout = make_repo(tmp_path / "checkout", {"app.py": APP, "tests/test_app.py": TEST_APP})
+        git(self.checkout, "remote", "add", "origin", str(self.origin))
+        git(self.checkout, "push", "-q", "origin", "main")
+        # What actions/checkout writes unless told persist-credentials: false.
+        basic = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+        git(self.checkout, "config", "http.https://github.com/.extraheader", f"AUTHORIZATION: basic {basic}")
+        self.main = git(self.checkout, "rev-parse", "main").strip()
+
+    def event(self, name: str) -> dict[str, Any]:
+        return json.loads((FIXTURES / f"{name}.json").read_text())
+
+    def run(self, event_name: str, payload: dict[str, Any], replies: list[str], *extra: str) -> Ran:
+        self.runs += 1
+        folder = self.tmp / f"job-{self.runs}"
+        folder.mkdir()
+        event = folder / "event.json"
+        event.write_text(json.dumps(payload))
+        summary, outputs = folder / "summary.md", folder / "outputs.txt"
+        env = clean_env(
+            GITHUB_ACTIONS="true",
+            GITHUB_EVENT_NAME=event_name,
+            GITHUB_EVENT_PATH=str(event),
+            GITHUB_REPOSITORY=REPOSITORY,
+            GITHUB_API_URL=self.stub.url,
+            GITHUB_SERVER_URL="https://github.com",
+            GITHUB_TOKEN=TOKEN,
+            GITHUB_RUN_ID=str(4200 + self.runs),
+            GITHUB_RUN_ATTEMPT="1",
+            GITHUB_STEP_SUMMARY=str(summary),
+            GITHUB_OUTPUT=str(outputs),
+            GITHUB_WORKSPACE=str(self.checkout),
+            ACTSMITH_MODEL=f"replay:{write_replay(folder / 'replay.yaml', replies)}",
+            ACTSMITH_API_KEY=MODEL_KEY,
+            OPENAI_API_KEY=MODEL_KEY,
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent_cli", "ci", *extra],
+            cwd=self.checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        values = (
+            dict(line.split("=", 1) for line in outputs.read_text().splitlines()) if outputs.exists() else {}
+        )
+        run_dir = Path(values["run-dir"]) if values.get("run-dir") else None
+        trajectory = read_trajectory(run_dir / "trajectory.jsonl") if run_dir else []
+        ran = Ran(
+            proc.returncode,
+            proc.stdout,
+            proc.stderr,
+            values,
+            summary.read_text() if summary.exists() else "",
+            trajectory,
+        )
+        self.assert_no_secret_leaked(ran)
+        return ran
+
+    def assert_no_secret_leaked(self, ran: Ran) -> None:
+        """Neither the token nor the model key in anything the run wrote or sent."""
+        texts = [ran.stdout, ran.stderr, ran.summary, json.dumps(ran.outputs)]
+        texts += [json.dumps(request.body) for request in self.stub.requests]
+        runs = self.checkout / ".actsmith"
+        texts += [path.read_text(errors="replace") for path in runs.rglob("*") if path.is_file()]
+        for text in texts:
+            for secret in SECRETS:
+                assert secret not in text
+
+    def origin_refs(self) -> dict[str, str]:
+        out = git(self.origin, "for-each-ref", "--format=%(refname) %(objectname)")
+        return dict(line.split(" ")[::-1][::-1] for line in out.splitlines()) if out else {}
+
+    def origin_file(self, ref: str, path: str) -> str:
+        return git(self.origin, "show", f"{ref}:{path}")
+
+    def parent(self, ref: str) -> str:
+        return git(self.origin, "rev-parse", f"{ref}^").strip()
+
+
+@pytest.fixture
+def stub():
+    server = GitHubStub(REPOSITORY, TOKEN).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def actions(tmp_path, stub):
+    return Actions(tmp_path, stub)
+
+
+ISSUE_COMMENTS = rf"/repos/{REPOSITORY}/issues/5/comments"
+PULLS = rf"/repos/{REPOSITORY}/pulls"
+
+
+def only_comment(stub: GitHubStub) -> list[str]:
+    """The bodies the run's one comment had, in order."""
+    assert len(stub.comments) == 1
+    return next(iter(stub.comment_bodies.values()))
+
+
+# ------------------------------------------------------------------------------------------ untrusted
+
+
+def test_an_untrusted_commenter_triggers_nothing(actions, stub):
+    payload = actions.event("issue_comment_issue")
+    payload["comment"]["author_association"] = "NONE"
+    payload["comment"]["user"]["login"] = "stranger"
+    ran = actions.run("issue_comment", payload, ["<execute>\nprint('the model was called')\n</execute>"])
+    assert ran.code == 0, ran.stderr
+    assert stub.requests == []  # no comment, no pull request
+    assert ran.trajectory == [] and not (actions.checkout / ".actsmith").exists()  # no session, no model call
+    assert actions.origin_refs() == {"refs/heads/main": actions.main}  # nothing pushed
+    assert "@stranger (NONE) may not start actsmith" in ran.summary
+    assert ran.outputs["conclusion"] == "not_triggered"
+
+
+# -------------------------------------------------------------------------------------- the happy path
+
+
+@pytest.mark.docker
+def test_a_labeled_issue_gives_a_pushed_branch_one_draft_pr_and_one_comment(actions, stub, sandbox_image):
+    ran = actions.run("issues", actions.event("issues_labeled"), [PROBE, HELLO])
+    assert ran.code == 0, ran.stdout + ran.stderr
+    # The branch, one commit on top of main, carries the change; the checkout itself is untouched.
+    branch = "refs/heads/actsmith/issue-5"
+    assert "return 'hello'" in actions.origin_file(branch, "app.py")
+    assert actions.parent(branch) == actions.main
+    assert (actions.checkout / "app.py").read_text() == APP
+    # One draft pull request into the default branch, its body the report and `Fixes #5`.
+    (created,) = stub.calls("POST", PULLS)
+    assert {k: created.body[k] for k in ("head", "base", "draft", "title")} == {
+        "head": "actsmith/issue-5",
+        "base": "main",
+        "draft": True,
+        "title": "actsmith: Greet with hello",
+    }
+    body = created.body["body"]
+    for part in ("finished, the tests pass", "greet() now says hello", "1 passed (before the run: 1 passed)"):
+        assert part in body
+    assert "app.py | 2 +-" in body and "$0.0000" in body and body.rstrip().endswith("Fixes #5")
+    # One comment: "working" with the run's link, then the outcome with the pull request's link.
+    working, final = only_comment(stub)
+    assert "working" in working and "https://github.com/octo-org/hello-world/actions/runs/4201" in working
+    assert len(stub.calls("POST", ISSUE_COMMENTS)) == 1
+    assert "✅ **actsmith: finished, the tests pass**" in final
+    assert "[#101](https://github.com/octo-org/hello-world/pull/101) (opened)" in final
+    assert "`actsmith/issue-5`" in final and "app.py | 2 +-" in final and "$0.0000" in final
+    assert ran.summary.strip() == final.strip()
+    assert ran.outputs | {"run-dir": ""} == {
+        "conclusion": "success",
+        "pr-url": "https://github.com/octo-org/hello-world/pull/101",
+        "branch": "actsmith/issue-5",
+        "cost-usd": "0.0000",
+        "run-dir": "",
+    }
+    # The token went to GitHub, and nowhere the sandbox could see it (.git/config held it too).
+    assert {request.headers["Authorization"] for request in stub.requests} == {f"token {TOKEN}"}
+    probe = ran.observations()[0]
+    assert "SECRET-VARS []" in probe and "TOKEN-HITS []" in probe
+    # The model was given the issue.
+    assert "Resolve GitHub issue #5 of octo-org/hello-world" in ran.prompts()
+    assert "greet() says 'hi'; it should say 'hello'." in ran.prompts()
+
+
+@pytest.mark.docker
+def test_a_second_trigger_on_the_same_issue_adds_a_commit_and_updates_the_same_pr(
+    actions, stub, sandbox_image
+):
+    first = actions.run("issues", actions.event("issues_labeled"), [HELLO])
+    assert first.code == 0, first.stderr
+    tip = git(actions.origin, "rev-parse", "actsmith/issue-5").strip()
+    docstring = (
+        "<execute>\nreplace('app.py', 'def greet():\\n', 'def greet():\\n    \"\"\"Say hello.\"\"\"\\n')\n"
+        "finish('documented greet()')\n</execute>"
+    )
+    second = actions.run("issue_comment", actions.event("issue_comment_issue"), [docstring])
+    assert second.code == 0, second.stderr
+    assert "@monalisa asks: also add a docstring" in second.prompts()
+    # A new commit on top of the first (the origin refuses force pushes), with both changes.
+    branch = "refs/heads/actsmith/issue-5"
+    assert actions.parent(branch) == tip
+    app = actions.origin_file(branch, "app.py")
+    assert '"""Say hello."""' in app and "return 'hello'" in app
+    # The same pull request, its body updated; one comment per run, each edited in place.
+    assert len(stub.calls("POST", PULLS)) == 1 and len(stub.pulls) == 1
+    (update,) = stub.calls("PATCH", rf"{PULLS}/101")
+    assert "documented greet()" in update.body["body"] and "Fixes #5" in update.body["body"]
+    assert [len(bodies) for bodies in stub.comment_bodies.values()] == [2, 2]
+    final = list(stub.comment_bodies.values())[1][-1]
+    assert "[#101](https://github.com/octo-org/hello-world/pull/101) (updated)" in final
+    assert second.outputs["pr-url"] == "https://github.com/octo-org/hello-world/pull/101"
+
+
+@pytest.mark.docker
+def test_a_dispatch_gives_a_run_branch_and_a_pr_without_fixes_and_no_comment(actions, stub, sandbox_image):
+    ran = actions.run("workflow_dispatch", actions.event("workflow_dispatch"), [HELLO])
+    assert ran.code == 0, ran.stderr
+    assert "return 'hello'" in actions.origin_file("refs/heads/actsmith/run-4201", "app.py")
+    (created,) = stub.calls("POST", PULLS)
+    assert (
+        created.body["head"] == "actsmith/run-4201"
+        and created.body["title"] == "actsmith: Make greet() say hello"
+    )
+    assert "Fixes" not in created.body["body"]
+    assert stub.comments == {}
+    assert ran.prompts().count("Make greet() say hello") >= 1
+
+
+# ------------------------------------------------------------------------------------ pull requests
+
+
+@pytest.mark.docker
+def test_a_comment_on_a_same_repository_pr_pushes_onto_its_branch(actions, stub, sandbox_image):
+    head = push_pull_head(actions, "farewell", also_as_branch=True)
+    stub.add_pull(7, "farewell", REPOSITORY, head)
+    ran = actions.run("issue_comment", actions.event("issue_comment_pull_request"), [HELLO])
+    assert ran.code == 0, ran.stderr
+    assert actions.parent("refs/heads/farewell") == head  # on top of the PR's own head
+    assert "return 'hello'" in actions.origin_file("refs/heads/farewell", "app.py")
+    assert stub.calls("POST", PULLS) == []  # the pull request exists: nothing new is opened
+    final = only_comment(stub)[-1]
+    assert "[#7](https://github.com/octo-org/hello-world/pull/7) (updated)" in final
+    assert ran.outputs["branch"] == "farewell"
+    assert ran.outputs["pr-url"] == "https://github.com/octo-org/hello-world/pull/7"
+
+
+@pytest.mark.docker
+def test_a_fork_pr_gets_a_patch_comment_cut_to_fit_and_no_push(actions, stub, sandbox_image, tmp_path):
+    head = push_pull_head(actions, "patch-1", also_as_branch=False)
+    stub.add_pull(7, "patch-1", "someone/hello-world", head)
+    refs = actions.origin_refs()
+    big = (
+        "<execute>\ncreate('table.txt', ''.join(f'row {i:05d} ' + 'x' * 40 + '\\n' for i in range(3000)))\n"
+        "finish('added the table')\n</execute>"
+    )
+    ran = actions.run("issue_comment", actions.event("issue_comment_pull_request"), [big])
+    assert ran.code == 0, ran.stderr
+    assert actions.origin_refs() == refs  # nothing pushed anywhere
+    assert stub.calls("POST", PULLS) == []
+    final = only_comment(stub)[-1]
+    assert len(final) <= 65536
+    assert "comes from a fork, so nothing was pushed" in final and "```diff" in final
+    assert "The patch was cut to fit in a comment" in final and "`changes.patch`" in final
+    assert "actsmith-4201-1" in final  # the artifact holding the whole patch
+    assert ran.outputs["branch"] == "" and ran.outputs["pr-url"] == ""
+    # The whole patch is in the run's folder (the artifact), and applies onto the PR's head.
+    patch = Path(ran.outputs["run-dir"]) / "changes.patch"
+    clone = tmp_path / "maintainer"
+    subprocess.run(["git", "clone", "-q", str(actions.origin), str(clone)], check=True)
+    git(clone, "config", "user.email", "m@example.invalid")
+    git(clone, "config", "user.name", "maintainer")
+    git(clone, "fetch", "-q", "origin", "refs/pull/7/head")
+    git(clone, "checkout", "-q", "FETCH_HEAD")
+    git(clone, "am", "-q", str(patch))
+    assert len((clone / "table.txt").read_text().splitlines()) == 3000
+
+
+def push_pull_head(actions: Actions, branch: str, *, also_as_branch: bool) -> str:
+    """A pull request's head on origin, as GitHub keeps it: refs/pull/7/head (and the branch itself
+    when it lives in the same repository)."""
+    work = actions.tmp / f"author-{branch}"
+    subprocess.run(["git", "clone", "-q", str(actions.origin), str(work)], check=True)
+    git(work, "config", "user.email", "a@example.invalid")
+    git(work, "config", "user.name", "author")
+    (work / "farewell.py").write_text("def farewell():\n    return 'bye'\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "add farewell")
+    git(work, "push", "-q", "origin", "HEAD:refs/pull/7/head")
+    if also_as_branch:
+        git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+    return git(work, "rev-parse", "HEAD").strip()
+
+
+# ------------------------------------------------------------------------------------- failing runs
+
+
+@pytest.mark.docker
+def test_tests_that_still_fail_are_said_in_the_pr_the_comment_and_the_conclusion(
+    actions, stub, sandbox_image
+):
+    bye = "<execute>\nreplace('app.py', \"return 'hi'\", \"return 'bye'\")\nfinish('greet() says bye')\n</execute>"
+    ran = actions.run("issues", actions.event("issues_labeled"), [bye], "--max-test-rounds", "0")
+    assert ran.code == 1, ran.stderr
+    assert ran.outputs["conclusion"] == "tests_failed"
+    assert "return 'bye'" in actions.origin_file("refs/heads/actsmith/issue-5", "app.py")  # the work is kept
+    (created,) = stub.calls("POST", PULLS)
+    assert created.body["draft"] is True
+    for text in (created.body["body"], only_comment(stub)[-1], ran.summary):
+        assert "❌ **actsmith: the tests still fail**" in text
+        assert "tests | failed: still failing" in text
+        assert "finished" not in text.split("\n")[0]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("method", "path", "status", "message", "expected"),
+    [
+        ("POST", ISSUE_COMMENTS, 401, "Bad credentials", "401 Bad credentials; the token was refused"),
+        (
+            "POST",
+            ISSUE_COMMENTS,
+            403,
+            "Resource not accessible by integration",
+            "403 Resource not accessible by integration; the token may not do this",
+        ),
+        (
+            "POST",
+            PULLS,
+            422,
+            "Validation Failed",
+            "422 Validation Failed (Draft pull requests are not supported",
+        ),
+        ("POST", PULLS, 502, "Server Error", "502 Server Error; GitHub is failing; re-run the job"),
+    ],
+)
+def test_a_github_api_error_is_one_line_and_exit_2_with_the_work_kept(
+    actions, stub, sandbox_image, method, path, status, message, expected
+):
+    errors = [
+        {
+            "resource": "PullRequest",
+            "code": "custom",
+            "message": "Draft pull requests are not supported in this repository.",
+        }
+    ]
+    stub.fail(method, path, status, message, errors if status == 422 else None)
+    ran = actions.run("issues", actions.event("issues_labeled"), [HELLO])
+    assert ran.code == 2, ran.stdout + ran.stderr
+    (line,) = ran.error_lines
+    assert line.startswith("error: GitHub API: ") and expected in line
+    assert ran.stderr.rstrip().endswith(line)  # the last word, on one line
+    assert ran.outputs["conclusion"] == "failed"
+    assert expected in ran.summary
+    branch = "refs/heads/actsmith/issue-5"
+    if path == PULLS:  # the work was done and pushed before GitHub failed: it stays there
+        assert "the work is pushed on branch actsmith/issue-5" in line
+        assert "return 'hello'" in actions.origin_file(branch, "app.py")
+        assert expected in only_comment(stub)[-1]
+        assert ran.outputs["branch"] == "actsmith/issue-5"
+    else:  # refused before any work: no model call, nothing pushed
+        assert ran.trajectory == []
+        assert branch not in actions.origin_refs()
+
+
+@pytest.mark.docker
+def test_a_run_that_changes_nothing_says_so_and_pushes_nothing(actions, stub, sandbox_image):
+    ran = actions.run(
+        "issues", actions.event("issues_labeled"), ["<execute>\nfinish('nothing needed')\n</execute>"]
+    )
+    assert ran.code == 0, ran.stderr
+    assert actions.origin_refs() == {"refs/heads/main": actions.main}
+    assert stub.calls("POST", PULLS) == []
+    assert (
+        "no files were changed, so nothing was pushed and no pull request was opened"
+        in only_comment(stub)[-1]
+    )
+    assert ran.outputs["branch"] == "" and ran.outputs["pr-url"] == ""
