@@ -171,7 +171,7 @@ def test_second_call_reuses_the_image(client, built: str) -> None:
 def test_concurrent_calls_build_once(client, built: str) -> None:
     # A base that is present locally gives a fresh tag whose build is quick and needs no network.
     tag = image_tag(built)
-    if image._image_exists(client, tag):
+    if image.image_exists(client, tag):
         client.images.remove(tag)
     logs: list[list[str]] = [[], []]
     results: list[str | BaseException] = ["", ""]
@@ -192,7 +192,7 @@ def test_concurrent_calls_build_once(client, built: str) -> None:
         building = [line for log in logs for line in log if line.startswith("building ")]
         assert len(building) == 1, logs
     finally:
-        if image._image_exists(client, tag):
+        if image.image_exists(client, tag):
             client.images.remove(tag)
 
 
@@ -211,6 +211,6 @@ def test_failed_build_is_one_actionable_line(client, built: str) -> None:
             "(last output: actsmith: the base image has no python3)"
         )
     finally:
-        if image._image_exists(client, tag):
+        if image.image_exists(client, tag):
             client.images.remove(tag)
         client.images.remove(base)

@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 
 class Writer:
@@ -179,3 +179,55 @@ class LineChannel:
         if not isinstance(message, dict):
             raise ConnectionError("the interpreter sent a malformed message")
         return message
+
+
+class Channel(Protocol):
+    def send(self, message: dict[str, Any], *, urgent: bool = False) -> None: ...
+
+    def receive(self, deadline: float) -> dict[str, Any] | None: ...
+
+
+class Requests:
+    """Numbered requests to a kernel supervisor. An interrupt names the action in flight, or the one
+    about to be sent: a cancel may come between the loop deciding to run an action and the request
+    reaching the supervisor, which then answers that action as interrupted before it started."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.next_id = 0
+        self.running: int | None = None  # the id of the action in flight
+
+    def run(self, code: str, timeout: float, max_output: int, deadline: float) -> dict[str, Any] | None:
+        """The supervisor's reply to an action; None at the deadline. ConnectionError or OSError
+        when the channel broke."""
+        # In this order: an interrupt() landing anywhere in between names this action.
+        self.running = self.next_id + 1
+        self.next_id += 1
+        try:
+            request = {
+                "id": self.next_id,
+                "op": "run",
+                "code": code,
+                "timeout": timeout,
+                "max_output": max_output,
+            }
+            self.channel.send(request)
+            return self.reply(self.next_id, deadline)
+        finally:
+            self.running = None
+
+    def restart(self, deadline: float) -> bool:
+        """A new interpreter (the supervisor stays); False when it did not answer."""
+        self.next_id += 1
+        self.channel.send({"id": self.next_id, "op": "restart"})
+        return self.reply(self.next_id, deadline) is not None
+
+    def interrupt(self) -> None:
+        target = self.running if self.running is not None else self.next_id + 1
+        self.channel.send({"op": "interrupt", "id": target}, urgent=True)
+
+    def reply(self, request_id: int, deadline: float) -> dict[str, Any] | None:
+        while True:
+            message = self.channel.receive(deadline)
+            if message is None or message.get("id") == request_id:
+                return message

@@ -29,7 +29,7 @@ from agent_cli.sandbox import (
     SandboxRequest,
     observation_from_reply,
 )
-from agent_cli.sandbox.channel import AttachChannel
+from agent_cli.sandbox.channel import AttachChannel, Requests
 
 if TYPE_CHECKING:
     import docker
@@ -180,8 +180,7 @@ class DockerSandbox:
     limits: SandboxLimits
     container: str | None = None  # container id
     channel: AttachChannel | None = None
-    next_id: int = 0
-    running: int | None = None  # the id of the action in flight
+    requests: Requests | None = None
     layers: tuple[str, ...] = ()  # folders of the environment image layered over the repository mount
     made_mountpoints: list[str] = field(default_factory=list)
     private: Path | None = None  # a host folder of this sandbox's own (sanitized git config copies)
@@ -216,6 +215,8 @@ class DockerSandbox:
                 f"the sandbox interpreter did not start in image {self.image}{detail} "
                 "(rebuild it with `actsmith sandbox build --rebuild`)"
             )
+        assert self.channel is not None
+        self.requests = Requests(self.channel)
 
     def _create_container(self) -> str:
         from docker.errors import APIError
@@ -278,38 +279,20 @@ class DockerSandbox:
         return created["Id"]
 
     def run(self, code: str, timeout: float) -> Observation:
-        if self.channel is None:
+        if self.requests is None:
             self.start()
-        assert self.channel is not None
-        # In this order: an interrupt() landing anywhere in between names this action (see interrupt).
-        self.running = self.next_id + 1
-        self.next_id += 1
-        request = {
-            "id": self.next_id,
-            "op": "run",
-            "code": code,
-            "timeout": timeout,
-            "max_output": self.limits.max_output_chars,
-        }
+        assert self.requests is not None
         started = time.monotonic()
         try:
-            self.channel.send(request)
-            reply = self._await_reply(self.next_id, started + timeout + HOST_SLACK_S)
+            reply = self.requests.run(
+                code, timeout, self.limits.max_output_chars, started + timeout + HOST_SLACK_S
+            )
         except (ConnectionError, OSError):
             reason = "the sandbox container stopped (its supervisor was killed or the container removed)"
             return self._replace_container(reason, started, timed_out=False)
-        finally:
-            self.running = None
         if reply is None:
             return self._replace_container("the sandbox stopped responding", started, timed_out=True)
         return observation_from_reply(reply)
-
-    def _await_reply(self, request_id: int, deadline: float) -> dict | None:
-        assert self.channel is not None
-        while True:
-            message = self.channel.receive(deadline)
-            if message is None or message.get("id") == request_id:
-                return message
 
     def _replace_container(self, reason: str, started: float, *, timed_out: bool) -> Observation:
         self.close()
@@ -322,19 +305,13 @@ class DockerSandbox:
         )
 
     def interrupt(self) -> None:
-        """Stop the action in flight, or the one about to be sent (the next id): a cancel may come
-        between the loop deciding to run an action and the request reaching the sandbox."""
-        if self.channel is not None:
-            target = self.running if self.running is not None else self.next_id + 1
-            self.channel.send({"op": "interrupt", "id": target}, urgent=True)
+        if self.requests is not None:
+            self.requests.interrupt()
 
     def restart(self) -> None:
-        if self.channel is None:
+        if self.requests is None:
             self.start()
-            return
-        self.next_id += 1
-        self.channel.send({"id": self.next_id, "op": "restart"})
-        if self._await_reply(self.next_id, time.monotonic() + READY_TIMEOUT_S) is None:
+        elif not self.requests.restart(time.monotonic() + READY_TIMEOUT_S):
             self._replace_container("the interpreter did not restart", time.monotonic(), timed_out=False)
 
     def exec(
@@ -393,6 +370,7 @@ class DockerSandbox:
         return client.api
 
     def close(self) -> None:
+        self.requests = None
         if self.channel is not None:
             self.channel.close()
             self.channel = None

@@ -123,12 +123,12 @@ def ensure_image(
     """Return the sandbox image tag, building it (and its base) first if it is not present locally;
     `before_build` runs first when a build is needed."""
     tag = image_tag(base)
-    if not rebuild and _image_exists(client, tag):  # hot path: one API call
+    if not rebuild and image_exists(client, tag):  # hot path: one API call
         return tag
     before_build()
     with _build_lock(log):
         # Another process may have built it while we waited for the lock.
-        if not rebuild and _image_exists(client, tag):
+        if not rebuild and image_exists(client, tag):
             return tag
         resolved = _resolve_base(client, base, log)
         _build_sandbox(client, tag, resolved, rebuild=rebuild, log=log)
@@ -148,11 +148,11 @@ def plan_image(client: docker.DockerClient, base: str = DEFAULT_BASE) -> ImagePl
     """What `ensure_image` would do, without doing it; EnvironmentProblem (naming the fix) when the
     image can be neither found nor built. The registry is asked for metadata only, nothing is pulled."""
     tag = image_tag(base)
-    if _image_exists(client, tag):
+    if image_exists(client, tag):
         return ImagePlan(tag, True, "present")
-    if _image_exists(client, base):
+    if image_exists(client, base):
         how = f"the first run builds it on {base}, present locally (seconds)"
-    elif _image_exists(client, offline_base_tag()):
+    elif image_exists(client, offline_base_tag()):
         how = f"the first run builds it on the offline base {offline_base_tag()}, present locally (seconds)"
     elif _in_registry(client, base):
         how = f"the first run pulls {base} and builds on it"
@@ -174,7 +174,7 @@ def _in_registry(client: docker.DockerClient, base: str) -> bool:
     return True
 
 
-def _image_exists(client: docker.DockerClient, ref: str) -> bool:
+def image_exists(client: docker.DockerClient, ref: str) -> bool:
     from docker.errors import ImageNotFound
 
     try:
@@ -226,7 +226,7 @@ def _build_lock(log: Log) -> Iterator[None]:
 
 def _resolve_base(client: docker.DockerClient, base: str, log: Log) -> str:
     """The image to build FROM: `base` if local or pullable, else the offline Debian base."""
-    if _image_exists(client, base) or _pull(client, base, log):
+    if image_exists(client, base) or _pull(client, base, log):
         return base
     return _ensure_offline_base(client, log)
 
@@ -286,7 +286,7 @@ def load_base_recipe(sandboxes_root: Path | None = None) -> BaseRecipe:
 def _ensure_offline_base(client: docker.DockerClient, log: Log) -> str:
     """`actsmith-base:<recipe hash>`, built once from Debian packages and then reused by tag."""
     tag = offline_base_tag()
-    if _image_exists(client, tag):
+    if image_exists(client, tag):
         return tag
     recipe = load_base_recipe()
     debootstrap = _require_debootstrap()
@@ -462,7 +462,7 @@ def _import_rootfs(client: docker.DockerClient, tarball: Path, tag: str, config:
         client.api.import_image_from_file(str(tarball), repository=repository, tag=version, changes=changes)
     except APIError as exc:
         raise EnvironmentProblem(f"docker import of {tag} failed: {_one_line(exc.explanation)}") from exc
-    if not _image_exists(client, tag):
+    if not image_exists(client, tag):
         raise EnvironmentProblem(f"docker import of {tag} reported success but the image is missing")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_cli.sandbox import ExecResult, Observation, SandboxLimits, observation_from_reply
-from agent_cli.sandbox.channel import LineChannel
+from agent_cli.sandbox.channel import LineChannel, Requests
 
 if TYPE_CHECKING:
     from agent_cli.cancel import CancelToken
@@ -36,9 +36,7 @@ class LocalSandbox:
     limits: SandboxLimits
     python: str = sys.executable
     proc: subprocess.Popen[bytes] | None = None
-    channel: LineChannel | None = None
-    next_id: int = 0
-    running: int | None = None
+    requests: Requests | None = None
     workdir: str = ""
     scratch: str = ""
 
@@ -68,37 +66,26 @@ class LocalSandbox:
             stdin.write(data)
             stdin.flush()
 
-        self.channel = LineChannel(self.proc.stdout.fileno(), write)
-        ready = self.channel.receive(time.monotonic() + READY_TIMEOUT_S)
+        channel = LineChannel(self.proc.stdout.fileno(), write)
+        ready = channel.receive(time.monotonic() + READY_TIMEOUT_S)
         if not ready or ready.get("event") != "ready":
             self.close()
             raise RuntimeError("the local interpreter did not start")
+        self.requests = Requests(channel)
 
     def run(self, code: str, timeout: float) -> Observation:
-        if self.channel is None:
+        if self.requests is None:
             self.start()
-        assert self.channel is not None
-        self.running = self.next_id + 1  # in this order: see DockerSandbox.run
-        self.next_id += 1
+        assert self.requests is not None
         started = time.monotonic()
-        request = {
-            "id": self.next_id,
-            "op": "run",
-            "code": code,
-            "timeout": timeout,
-            "max_output": self.limits.max_output_chars,
-        }
         try:
-            self.channel.send(request)
-            deadline = started + timeout + HOST_SLACK_S
-            while (reply := self.channel.receive(deadline)) is not None and reply.get("id") != self.next_id:
-                pass
+            reply = self.requests.run(
+                code, timeout, self.limits.max_output_chars, started + timeout + HOST_SLACK_S
+            )
         except (ConnectionError, OSError, ValueError):
             reply = None
-        self.running = None
         if reply is None:
-            self.close()
-            self.start()
+            self.restart()
             return Observation(
                 restarted=True,
                 restart_reason="the interpreter process stopped; a new one was started",
@@ -146,10 +133,9 @@ class LocalSandbox:
         return ExecResult(proc.returncode, outputs.get("out", b""), stderr)
 
     def interrupt(self) -> None:
-        if self.channel is not None:
-            target = self.running if self.running is not None else self.next_id + 1
+        if self.requests is not None:
             with contextlib.suppress(OSError, ValueError):
-                self.channel.send({"op": "interrupt", "id": target}, urgent=True)
+                self.requests.interrupt()
 
     def restart(self) -> None:
         self.close()
@@ -167,7 +153,7 @@ class LocalSandbox:
                 if stream is not None:
                     stream.close()
             self.proc = None
-            self.channel = None
+            self.requests = None
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.scratch = ""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_cli.errors import EnvironmentProblem
+from agent_cli.sandbox.image import image_exists
 from agent_cli.setup.detect import TOOLCHAIN_PRELUDE, SetupPlan
 from agent_cli.setup.network import HostNetwork
 
@@ -105,11 +106,11 @@ def ensure_environment(
     (`before_build` runs first)."""
     started = time.monotonic()
     tag = environment_tag(client, sandbox_image, plan, root)
-    if not rebuild and _exists(client, tag):
+    if not rebuild and image_exists(client, tag):
         return Environment(tag, plan.layers, False, time.monotonic() - started, None)
     before_build()
     with _build_lock(tag, say):
-        if not rebuild and _exists(client, tag):  # built by another session while we waited
+        if not rebuild and image_exists(client, tag):  # built by another session while we waited
             return Environment(tag, plan.layers, False, time.monotonic() - started, None)
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / f"{tag.split(':')[1]}.log"
@@ -275,16 +276,6 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
 def _kill_quietly(api: docker.APIClient, container: str) -> None:
     with contextlib.suppress(Exception):
         api.kill(container)
-
-
-def _exists(client: docker.DockerClient, ref: str) -> bool:
-    from docker.errors import ImageNotFound
-
-    try:
-        client.images.get(ref)
-    except ImageNotFound:
-        return False
-    return True
 
 
 @contextlib.contextmanager
