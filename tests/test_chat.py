@@ -219,3 +219,37 @@ def test_resume_restores_the_conversation_in_a_new_sandbox(calc, tmp_path, sandb
         assert len(events(trajectory, "start")) == 2  # one file for the whole chat
     finally:
         resumed.close()
+
+
+def test_completion_history_and_several_lines_work_as_in_a_shell(calc, tmp_path, sandbox_image):
+    replies = ["<execute>finish('read both lines')</execute>"]
+    replay, trajectory = write_replay(tmp_path / "r.yaml", replies), tmp_path / "chat.jsonl"
+    terminal = chat(calc, replay, trajectory)
+    try:
+        before = terminal.prompts()
+        terminal.type("/cos")
+        terminal.keys("Tab")
+        terminal.wait_for(f"{PROMPT} /cost")  # completed (prompt_toolkit completes in the background)
+        terminal.keys("Enter")
+        assert "tokens in" in terminal.wait_for(PROMPT, before + 1).rsplit("/cost", 1)[-1]
+        before = terminal.prompts()
+        terminal.type("first line")
+        terminal.keys("Escape", "Enter")  # Alt-Enter: a new line, not a send
+        terminal.type("second line")
+        terminal.keys("Enter")
+        terminal.wait_for(PROMPT, before + 1)
+        sent = events(trajectory, "model_call")[0]["messages"][1]["content"]
+        assert "first line\nsecond line" in sent
+    finally:
+        terminal.close()
+    again = chat(calc, replay, None)
+    try:
+        before = again.prompts()
+        # The history of this repository, across sessions: the two-line message (Up enters it at its
+        # last line, Up again moves to its first), then /cost.
+        again.keys("Up", "Up", "Up")
+        again.wait_for(f"{PROMPT} /cost")
+        again.keys("Enter")
+        assert again.wait_for(PROMPT, before + 1).count("tokens in") == 1
+    finally:
+        again.close()
