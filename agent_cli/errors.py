@@ -1,4 +1,4 @@
-"""Errors a user can act on, each carrying the process exit code DESIGN.md assigns to it."""
+"""Errors a user can act on, each carrying the process exit code the README documents for it."""
 
 from __future__ import annotations
 
