@@ -43,6 +43,7 @@ batch_app = typer.Typer(
 )
 app.add_typer(batch_app, name="batch")
 P = ParamSpec("P")
+BATCH_LOG_WIDTH = 160
 
 
 def reports_errors(command: Callable[P, None]) -> Callable[P, None]:
@@ -436,7 +437,7 @@ def _batch_stream(json_output: bool) -> tuple[EventStream, Callable[[], None]]:
     from agent_cli.trajectory import stdout_json
 
     events = EventStream()
-    console = _console()
+    console = _batch_console()
     view: Any = (
         stdout_json() if json_output else LiveView(console) if console.is_terminal else PlainView(console)
     )
@@ -452,7 +453,7 @@ def batch_status(
     """Print the table of a running or finished batch."""
     from agent_cli.batch.progress import status_table
 
-    _console().print(status_table(_batch_summary(folder)))
+    _batch_console().print(status_table(_batch_summary(folder)))
 
 
 @batch_app.command("report")
@@ -466,6 +467,14 @@ def batch_report(
     _batch_summary(folder)  # a folder that is not a batch's is one line, not a traceback
     report = write_reports(folder)
     _console().print(f"{report}\n{report.with_suffix('.html')}", markup=False, highlight=False)
+
+
+def _batch_console() -> Console:
+    """A batch's tables in a log or a pipe keep whole rows (rich would fold them to 80 columns)."""
+    console = _console()
+    if not console.is_terminal:
+        console.width = max(console.width, BATCH_LOG_WIDTH)
+    return console
 
 
 def _batch_summary(folder: Path) -> Any:

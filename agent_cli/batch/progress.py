@@ -195,8 +195,13 @@ def ended_line(event: BatchEnded) -> str:
 
 def status_table(summary: Summary) -> Table:
     table = Table(title=f"batch {summary.name} ({summary.out})", title_justify="left")
+    # Ids and branches are what a user copies: whole, whatever the width.
+    whole = {
+        "task": max((len(row.id) for row in summary.rows), default=4),
+        "branch": max((len(row.result.branch) for row in summary.rows if row.result), default=6),
+    }
     for column in ("task", "status", "files", "tests", "cost", "steps", "branch"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in whole, min_width=whole.get(column))
     for row in summary.rows:
         result = row.result if row.status not in ("running", "waiting") else None
         table.add_row(
