@@ -12,12 +12,20 @@ if ! command -v debootstrap >/dev/null && ! docker image inspect python:3.12-sli
   fi
 fi
 
+# The batch report's tests render report.html in a headless browser: Debian's chromium.
+if [ "${ACTSMITH_DEV:-0}" = 1 ] && ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium (the batch report's tests render it headless)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+
 venv="${ACTSMITH_VENV:-$root/.venv}"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 extras=""
-[ "${ACTSMITH_DEV:-0}" = 1 ] && extras="[dev]"
+[ "${ACTSMITH_DEV:-0}" = 1 ] && extras="[dev,ray]"
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install -q -e "$root$extras"
 export PATH="$venv/bin:$PATH"

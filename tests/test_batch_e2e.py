@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -232,6 +234,85 @@ def test_a_rerun_skips_what_finished_and_retry_failed_runs_the_failures_again(mi
     assert sorted(started) == sorted([*trajectories, "auth-break", "billing-spin", "ledger-short"])
     got = results(out)
     assert got["billing-spin"]["attempt"] == 2 and got["billing-fix"]["attempt"] == 1
+
+
+class Page(HTMLParser):
+    """What a browser shows of report.html: the table's rows, the text inside each task's diff and
+    steps, and the links."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.links: list[str] = []
+        self.details: dict[str, str] = {}  # "<task>/<diff|steps>" -> its text
+        self._stack: list[str] = []
+        self._cell: list[str] | None = None
+        self._section = ""
+        self._details: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._cell = []
+        elif tag == "a":
+            self.links.append(attrs.get("href", ""))
+        elif tag == "section":
+            self._section = attrs.get("id", "").removeprefix("task-")
+        elif tag == "details" and attrs.get("class") in ("diff", "steps"):
+            self._details.append(f"{self._section}/{attrs['class']}")
+        self._stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "details" and self._stack.count("details") == 1 and self._details:
+            self._details.pop()
+        if self._stack:
+            self._stack.pop()
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        for key in self._details:
+            self.details[key] = self.details.get(key, "") + data
+
+
+def test_report_html_shows_the_table_diffs_steps_and_trajectories_in_a_browser(mixed, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh installs it as root)")
+    report = mixed["out"] / "report.html"
+    rendered = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path}",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    page = Page()
+    page.feed(rendered.stdout)
+    table = {row[0]: row for row in page.rows if row}
+    assert table["billing-fix"][1:4] == ["succeeded", "1", "passed"]
+    assert table["auth-break"][1] == "tests_failed" and table["ledger-noop"][1] == "no_change"
+    assert table["billing-spin"][-1] == "actsmith/mixed/billing-spin"
+    assert "+    return b + a" in page.details["billing-fix/diff"]
+    steps = page.details["billing-fix/steps"]
+    assert "Step 1" in steps and "replace('calc.py'" in steps and "finish('swapped')" in steps
+    trajectories = [link for link in page.links if link.endswith("trajectory.jsonl")]
+    assert len(trajectories) == 6
+    assert all((report.parent / link).is_file() for link in trajectories)
 
 
 # ------------------------------------------------------------------------------------------ bad specs
