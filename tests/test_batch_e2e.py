@@ -4,7 +4,6 @@ exit codes, their own checkouts untouched, resume after a crash, the cost cap, a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,60 +14,20 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import clean_env, git, make_repo, run_cli, wait_until, write_replay
+from batch_helpers import (
+    PASSING,
+    THREE_STEPS,
+    act,
+    batch,
+    journal,
+    results,
+    stub_batch,
+    tree_state,
+    write_spec,
+)
+from conftest import clean_env, git, make_repo, wait_until, write_replay
 
 pytestmark = pytest.mark.docker
-
-PASSING = {
-    "calc.py": "def add(a, b):\n    return a + b\n",
-    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n",
-}
-# One action that takes three steps whatever order the replies arrive in (the local server answers
-# the workers of a batch from one queue): two files written, then finish().
-THREE_STEPS = (
-    "<execute>\nimport os\nn = len([f for f in os.listdir('.') if f.startswith('step-')])\n"
-    "if n >= 2:\n    finish('three steps')\nelse:\n    open(f'step-{n}', 'w').write('x')\n</execute>"
-)
-
-
-def act(code: str) -> str:
-    return f"<execute>\n{code}\n</execute>"
-
-
-def tree_state(repo: Path) -> dict:
-    """Everything a user would notice of their checkout: every file's bytes (outside .git), the
-    current branch and commit, and what `git status` says."""
-    files = {}
-    for path in sorted(repo.rglob("*")):
-        relative = path.relative_to(repo)
-        if relative.parts[0] == ".git" or not path.is_file():
-            continue
-        files[str(relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {
-        "files": files,
-        "head": git(repo, "symbolic-ref", "HEAD").strip(),
-        "commit": git(repo, "rev-parse", "HEAD").strip(),
-        "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
-    }
-
-
-def write_spec(path: Path, spec: dict) -> Path:
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
-
-
-def batch(args: list[str], cwd: Path, timeout: float = 300, **env: str):
-    return run_cli(["batch", *args], cwd, env=clean_env(**env), timeout=timeout)
-
-
-def results(out: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in (out / "tasks").glob("*/result.json")}
-
-
-def journal(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
-
 
 # ------------------------------------------------------------------------- a mixed batch, 3 repositories
 
@@ -407,47 +366,20 @@ def test_a_driver_killed_mid_batch_resumes_without_rerunning_finished_tasks(tmp_
 # -------------------------------------------------------------------- the shared gate, over HTTP
 
 
-@pytest.fixture
-def stub():
-    from openai_stub import StubServer
-
-    server = StubServer().start()
-    yield server
-    server.stop()
-
-
-def stub_batch(tmp_path: Path, stub, name: str, count: int, **settings) -> Path:
-    for number in range(count):
-        make_repo(tmp_path / f"repo{number}", {"README.md": f"# {number}\n"})
-    return write_spec(
-        tmp_path / "spec.yaml",
-        {
-            "name": name,
-            "model": "openai/gpt-4o",  # priced in litellm's map: the server's token counts cost money
-            "api_base": stub.api_base,
-            "tests": False,
-            "map_tokens": 0,
-            **settings,
-            "tasks": [
-                {"id": f"task{number}", "repo": f"repo{number}", "task": "write two files"}
-                for number in range(count)
-            ],
-        },
-    )
-
-
-def test_max_cost_total_stops_new_work_across_parallel_workers_with_exit_3(tmp_path, stub, sandbox_image):
+def test_max_cost_total_stops_new_work_across_parallel_workers_with_exit_3(
+    tmp_path, stub_server, sandbox_image
+):
     from openai_stub import Reply
 
     # Each call costs about $0.25 (100,000 prompt tokens of gpt-4o); each task needs three calls.
-    stub.script(*[Reply(THREE_STEPS, prompt_tokens=100_000)] * 12)
-    spec = stub_batch(tmp_path, stub, "capped", 4, max_cost_total=1.0)
+    stub_server.script(*[Reply(THREE_STEPS, prompt_tokens=100_000)] * 12)
+    spec = stub_batch(tmp_path, stub_server, "capped", 4, max_cost_total=1.0)
     run = batch(["run", str(spec), "-j", "3"], tmp_path)
     assert run.code == 3, run.stdout + run.stderr
     out = tmp_path / ".actsmith" / "batches" / "capped"
     got = results(out)
     assert sum(result["cost"] for result in got.values()) <= 1.0
-    assert len(stub.requests) == 3  # a fourth call would have passed the cap, whichever task asked
+    assert len(stub_server.requests) == 3  # a fourth call would have passed the cap, whichever task asked
     # Whichever workers got the three calls, the others were stopped by the batch's cap.
     stopped = [r for r in got.values() if r["status"] != "succeeded"]
     assert {r["status"] for r in stopped} <= {"limit_reached", "not_started"}
@@ -457,26 +389,26 @@ def test_max_cost_total_stops_new_work_across_parallel_workers_with_exit_3(tmp_p
     )
 
 
-def test_a_429_storm_is_absorbed_by_the_shared_limiter(tmp_path, stub, sandbox_image):
+def test_a_429_storm_is_absorbed_by_the_shared_limiter(tmp_path, stub_server, sandbox_image):
     from openai_stub import Reply
 
-    stub.script(*[Reply(act("finish('done')"))] * 4)
+    stub_server.script(*[Reply(act("finish('done')"))] * 4)
     # For 6 s every request gets a 429 asking to retry after 1 s. Alone, each of the 4 workers would
     # retry every second and give up after its 4 retries; sharing the pause, they do not.
-    stub.storm(6.0, retry_after="1")
-    spec = stub_batch(tmp_path, stub, "storm", 4)
+    stub_server.storm(6.0, retry_after="1")
+    spec = stub_batch(tmp_path, stub_server, "storm", 4)
     run = batch(["run", str(spec), "-j", "4"], tmp_path)
     got = results(tmp_path / ".actsmith" / "batches" / "storm")
     assert run.code == 0, run.stdout + run.stderr + json.dumps(got, indent=1)
     assert {result["status"] for result in got.values()} == {"no_change"}
-    assert stub.storm_answers <= 2 * 4  # one wave from the workers, then one probe per pause
+    assert stub_server.storm_answers <= 2 * 4  # one wave from the workers, then one probe per pause
 
 
-def test_json_gives_the_batch_as_events(tmp_path, stub, sandbox_image):
+def test_json_gives_the_batch_as_events(tmp_path, stub_server, sandbox_image):
     from openai_stub import Reply
 
-    stub.script(*[Reply(act("finish('done')"))] * 2)
-    spec = stub_batch(tmp_path, stub, "events", 2)
+    stub_server.script(*[Reply(act("finish('done')"))] * 2)
+    spec = stub_batch(tmp_path, stub_server, "events", 2)
     run = batch(["run", str(spec), "--json"], tmp_path)
     assert run.code == 0, run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]

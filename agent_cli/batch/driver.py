@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Protocol
 
 from agent_cli.batch import repos
 from agent_cli.batch.events import BatchEnded, BatchStarted, TaskFinished, TaskProgress, TaskStarted
-from agent_cli.batch.gate import SharedGate
+from agent_cli.batch.gate import BatchGate, SharedGate
 from agent_cli.batch.journal import Journal, JournalState, read_journal
 from agent_cli.batch.report import write_reports
 from agent_cli.batch.results import (
@@ -70,6 +71,10 @@ class Dispatch:
 class Backend(Protocol):
     jobs: int  # tasks at once
 
+    def gate(self, cap: float | None, spent: float) -> BatchGate:
+        """The shared gate where this backend's tasks can reach it."""
+        ...
+
     def run(self, dispatches: list[Dispatch], driver: Driver) -> None:
         """Run every dispatch (or report it not started), calling back the driver; return when done."""
         ...
@@ -83,7 +88,7 @@ class Driver:
         self.options = options
         self.events = events
         self.cancel = cancel
-        self.gate = SharedGate(cap=spec.max_cost_total)
+        self.gate: BatchGate = SharedGate(cap=spec.max_cost_total)  # the backend's, once running
         self.tally = Tally()
         self.journal: Journal | None = None
         self._tasks = {task.id: task for task in spec.tasks}
@@ -121,7 +126,7 @@ class Driver:
                 journal.write("branch", id=task_id, **base)
             for result in done:
                 self.tally.add(result)
-            self.gate.spent = state.spent
+            self.gate = backend.gate(self.spec.max_cost_total, state.spent)
             self.events.emit(
                 BatchStarted(
                     self.spec.name,
@@ -220,6 +225,10 @@ class Driver:
 
     # ------------------------------------------------------------------ what backends call back
 
+    def repository_lock(self, root: Path) -> threading.Lock:
+        """Held while the driver moves refs in a repository."""
+        return self._repos.lock(root)
+
     def may_start(self, dispatch: Dispatch) -> bool:
         """Whether a task may start now; when not, it is recorded as not started."""
         if self.cancel.cancelled:
@@ -243,7 +252,7 @@ class Driver:
     def finished(self, dispatch: Dispatch, run: TaskRun) -> TaskResult:
         """A task's session ended: its result from what the branch now holds."""
         job, root = dispatch.job, dispatch.repo
-        with self._repos.lock(root):
+        with self.repository_lock(root):
             changed = repos.changed_files(root, job.base, run.tip)
             diff = repos.patch(root, job.base, run.tip)
         status = batch_status(run.session_status, bool(changed))
@@ -289,6 +298,10 @@ class Driver:
             spent[task_id] = spent.get(task_id, 0.0) + cost
         for task_id, cost in spent.items():
             self.journal.write("spent", id=task_id, cost=cost)
+
+    def interrupted(self, dispatch: Dispatch) -> None:
+        """A task whose worker had to be stopped before it could report."""
+        self._not_started(dispatch, "interrupted: its worker was stopped", EXIT_INTERRUPTED, interrupted=True)
 
     def lost(self, dispatch: Dispatch, reason: str) -> None:
         assert self.journal is not None

@@ -99,13 +99,6 @@ class SharedGate:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict[str, object]:  # sent to a Ray actor: the lock is made anew there
-        return {name: value for name, value in self.__dict__.items() if name != "_lock"}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
     def admit(self, task: str, model: str, provider: str) -> Admission:
         with self._lock:
             now = time.monotonic()
@@ -191,6 +184,16 @@ class GateService(Protocol):
     def throttle(self, task: str, model: str, provider: str, delay: float, sent_at: float) -> None: ...
 
     def release(self, task: str) -> None: ...
+
+
+class BatchGate(GateService, Protocol):
+    """What the driver asks of the shared gate, besides what its tasks ask."""
+
+    def can_start(self) -> bool: ...
+
+    def capped(self) -> bool: ...
+
+    def drain(self) -> list[tuple[str, float]]: ...
 
 
 class TaskGate:

@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
+from agent_cli.batch.gate import SharedGate
 from agent_cli.batch.task import prepare_environment_ahead, run_task
 from agent_cli.cancel import CancelToken
 from agent_cli.events import EventStream
@@ -41,6 +42,9 @@ class LocalBackend:
         self._tokens: set[CancelToken] = set()
         self._lock = threading.Lock()
         self._prepared: dict[tuple[str, ...], Future[None]] = {}
+
+    def gate(self, cap: float | None, spent: float) -> SharedGate:
+        return SharedGate(cap=cap, spent=spent)
 
     def run(self, dispatches: list[Dispatch], driver: Driver) -> None:
         node = socket.gethostname()

@@ -107,8 +107,9 @@ def bundle(root: Path, branch: str) -> bytes:
         return path.read_bytes()
 
 
-def unbundle(data: bytes, target: Path, branch: str, identity: tuple[str, str]) -> Path:
-    """A repository at `target` holding the bundle's branch, committing as `identity` (name, email).
+def unbundle(data: bytes, bundled: str, target: Path, branch: str, identity: tuple[str, str]) -> Path:
+    """A repository at `target` holding the commit of the bundle's branch `bundled` as `branch`,
+    committing as `identity` (name, email).
     HEAD stays on a branch of its own so the task's branch can be checked out in a worktree."""
     target.mkdir(parents=True)
     path = target.parent / f"{target.name}.bundle"
@@ -116,7 +117,7 @@ def unbundle(data: bytes, target: Path, branch: str, identity: tuple[str, str]) 
     git(target, "init", "--quiet", exact=False)
     git(target, "config", "user.name", identity[0], exact=False)
     git(target, "config", "user.email", identity[1], exact=False)
-    git(target, "fetch", "--quiet", str(path), f"+refs/heads/{branch}:refs/heads/{branch}", exact=False)
+    git(target, "fetch", "--quiet", str(path), f"+refs/heads/{bundled}:refs/heads/{branch}", exact=False)
     git(target, "update-ref", "refs/heads/actsmith-base", f"refs/heads/{branch}", exact=False)
     git(target, "symbolic-ref", "HEAD", "refs/heads/actsmith-base", exact=False)
     path.unlink()
