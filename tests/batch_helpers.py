@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
-from conftest import clean_env, git, make_repo, run_cli
+from conftest import clean_env, git, make_repo, run_cli, write_replay
 
 PASSING = {
     "calc.py": "def add(a, b):\n    return a + b\n",
@@ -116,3 +118,30 @@ def comparable(result: dict) -> dict:
     """What a task's result says about the work, whichever machine did it."""
     keys = ("id", "status", "exit_code", "steps", "cost", "branch", "files_changed", "tests_state", "message")
     return {key: result[key] for key in keys}
+
+
+def slow_batch(root: Path, name: str, tasks: int = 3) -> Path:
+    """Tasks whose first action sleeps two minutes: to interrupt or kill a batch mid-task."""
+    make_repo(root / "repo", PASSING)
+    write_replay(root / "slow.yaml", [act("import time\ntime.sleep(120)")])
+    return write_spec(
+        root / "spec.yaml",
+        {
+            "name": name,
+            "tests": False,
+            "model": "replay:slow.yaml",
+            "tasks": [{"id": f"t{n}", "repo": "repo", "task": f"wait {n}"} for n in range(tasks)],
+        },
+    )
+
+
+def start_batch(spec: Path, out: Path, *extra: str, **env: str) -> subprocess.Popen:
+    """`actsmith batch run` in the background, to be signalled."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent_cli", "batch", "run", str(spec), "--out", str(out), *extra],
+        cwd=spec.parent,
+        env=clean_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

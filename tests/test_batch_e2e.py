@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,11 +20,13 @@ from batch_helpers import (
     batch,
     journal,
     results,
+    slow_batch,
+    start_batch,
     stub_batch,
     tree_state,
     write_spec,
 )
-from conftest import clean_env, git, make_repo, wait_until, write_replay
+from conftest import git, make_repo, wait_until, write_replay
 
 pytestmark = pytest.mark.docker
 
@@ -327,13 +328,7 @@ def test_a_driver_killed_mid_batch_resumes_without_rerunning_finished_tasks(tmp_
         },
     )
     out = tmp_path / "out"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "agent_cli", "batch", "run", str(spec), "--out", str(out), "-j", "1"],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    driver = start_batch(spec, out, "-j", "1")
     slow_trajectory = out / "tasks" / "second" / "trajectory.jsonl"
     try:
         wait_until(
@@ -420,26 +415,8 @@ def test_json_gives_the_batch_as_events(tmp_path, stub_server, sandbox_image):
 
 
 def test_ctrl_c_stops_the_batch_with_130_and_no_container_left(tmp_path, sandbox_image, docker_client):
-    make_repo(tmp_path / "repo", PASSING)
-    write_replay(tmp_path / "slow.yaml", [act("import time\ntime.sleep(120)")])
-    spec = write_spec(
-        tmp_path / "spec.yaml",
-        {
-            "name": "stop",
-            "tests": False,
-            "model": "replay:slow.yaml",
-            "tasks": [{"id": f"t{n}", "repo": "repo", "task": f"wait {n}"} for n in range(3)],
-        },
-    )
     out = tmp_path / "out"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "agent_cli", "batch", "run", str(spec), "--out", str(out), "-j", "2"],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    driver = start_batch(slow_batch(tmp_path, "stop"), out, "-j", "2")
     trajectories = [out / "tasks" / f"t{n}" / "trajectory.jsonl" for n in range(2)]
     wait_until(
         lambda: all(p.exists() and '"event": "action"' in p.read_text() for p in trajectories),

@@ -23,11 +23,12 @@ from batch_helpers import (
     comparable,
     mixed_batch,
     results,
+    slow_batch,
+    start_batch,
     stub_batch,
     tree_state,
-    write_spec,
 )
-from conftest import clean_env, make_repo, wait_until, write_replay
+from conftest import clean_env, wait_until
 
 pytestmark = pytest.mark.docker
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need actsmith[ray]")
@@ -194,27 +195,9 @@ def test_on_ray_the_cost_cap_and_the_rate_limiter_are_shared_by_workers_on_both_
 
 
 def test_ctrl_c_on_the_driver_stops_the_ray_tasks_and_leaves_no_container(cluster, tmp_path, docker_client):
-    make_repo(tmp_path / "repo", {"README.md": "# slow\n"})
-    write_replay(tmp_path / "slow.yaml", [act("import time\ntime.sleep(120)")])
-    spec = write_spec(
-        tmp_path / "spec.yaml",
-        {
-            "name": "stop",
-            "tests": False,
-            "model": "replay:slow.yaml",
-            "tasks": [{"id": f"t{n}", "repo": "repo", "task": f"wait {n}"} for n in range(3)],
-        },
-    )
     out = tmp_path / "out"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "agent_cli", "batch", "run", str(spec), "--out", str(out)]
-        + ["--backend", "ray", "--ray-address", cluster["address"]],
-        cwd=tmp_path,
-        env=clean_env(**cluster["env"]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    ray_address = ["--backend", "ray", "--ray-address", cluster["address"]]
+    driver = start_batch(slow_batch(tmp_path, "stop"), out, *ray_address, **cluster["env"])
 
     def sandboxes() -> list:
         from agent_cli.sandbox.docker_sandbox import LABEL

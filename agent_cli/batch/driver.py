@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent_cli.batch import repos
 from agent_cli.batch.events import BatchEnded, BatchStarted, TaskFinished, TaskProgress, TaskStarted
@@ -259,24 +259,18 @@ class Driver:
         if run.refused and run.steps == 0:
             status = NOT_STARTED  # the cap came before its first reply: nothing was done
             self._refusals.add(job.id)
-        task = self._tasks[job.id]
         result = TaskResult(
-            id=job.id,
+            **self._about(job.id, dispatch),
             status=status,
             exit_code=run.exit_code,
             steps=run.steps,
             cost=run.cost,
-            branch=job.branch,
             files_changed=changed,
-            repo=str(root),
-            task=task.task,
             message=run.message,
             summary=run.summary,
             tests=run.tests,
             tests_state=run.tests_state,
-            base=job.base,
             commit=run.tip,
-            attempt=job.attempt,
             interrupted=run.session_status == "interrupted",
             wall_s=run.wall_s,
             node=run.node,
@@ -312,21 +306,16 @@ class Driver:
     def _not_started(
         self, dispatch: Dispatch, message: str, exit_code: int, interrupted: bool = False
     ) -> None:
-        job = dispatch.job
+        about = self._about(dispatch.job.id, dispatch)
         result = TaskResult(
-            id=job.id,
+            **about,
             status=NOT_STARTED,
             exit_code=exit_code,
             steps=0,
             cost=0.0,
-            branch=job.branch,
             files_changed=[],
-            repo=str(dispatch.repo),
-            task=job.task,
             message=message,
-            base=job.base,
-            commit=job.tip,
-            attempt=job.attempt,
+            commit=dispatch.job.tip,
             interrupted=interrupted,
         )
         self._record(dispatch.folder, result, "")
@@ -334,25 +323,31 @@ class Driver:
     def _record_failure(
         self, task_id: str, message: str, dispatch: Dispatch | None = None, node: str = ""
     ) -> None:
-        task = self._tasks[task_id]
-        job = dispatch.job if dispatch else None
+        about = self._about(task_id, dispatch)
         result = TaskResult(
-            id=task_id,
+            **about,
             status=INFRA_ERROR,
             exit_code=2,
             steps=0,
             cost=0.0,
-            branch=self.spec.branch(task_id),
             files_changed=[],
-            repo=str(dispatch.repo) if dispatch else task.repo,
-            task=task.task,
             message=message,
-            base=job.base if job else "",
-            commit=job.tip if job else None,
-            attempt=job.attempt if job else 1,
+            commit=dispatch.job.tip if dispatch else None,
             node=node,
         )
         self._record(self.options.out / "tasks" / task_id, result, "")
+
+    def _about(self, task_id: str, dispatch: Dispatch | None) -> dict[str, Any]:
+        """What every result of a task says, however it ended."""
+        task, job = self._tasks[task_id], dispatch.job if dispatch else None
+        return {
+            "id": task_id,
+            "branch": self.spec.branch(task_id),
+            "repo": str(dispatch.repo) if dispatch else task.repo,
+            "task": task.task,
+            "base": job.base if job else "",
+            "attempt": job.attempt if job else 1,
+        }
 
     def _record(self, folder: Path, result: TaskResult, diff: str) -> None:
         """result.json and patch.diff first, then the journal line that makes the result final."""

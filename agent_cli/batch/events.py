@@ -90,7 +90,10 @@ class SessionWatcher:
         elif isinstance(event, ActionStarted):
             self.action = _first_line(event.code) or "(no code)"
         elif isinstance(event, ModelCalled):
-            self.cost += getattr(event.usage, "cost", None) or 0.0
+            cost = getattr(event.usage, "cost", None) or 0.0
+            if not cost:
+                return  # nothing new to show: the step already said it was asking
+            self.cost += cost
         elif isinstance(event, ModelRetried):
             self.action = f"model: retrying in {event.delay_s:g} s ({event.error})"
         elif isinstance(event, TestsRan):

@@ -53,21 +53,21 @@ class LocalBackend:
             ThreadPoolExecutor(self.jobs, thread_name_prefix="actsmith-batch") as workers,
             driver.cancel.on_cancel(self._cancel_all),
         ):
-            ahead = {d.job.id: self._prepare(preparer, d) for d in dispatches}
+            ahead = {d.job.id: self._prepare(preparer, d, driver.events) for d in dispatches}
             running = {workers.submit(self._work, d, ahead[d.job.id], driver, node) for d in dispatches}
             while running:
                 _, running = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
                 driver.tick()
             preparer.shutdown(cancel_futures=True)
 
-    def _prepare(self, preparer: ThreadPoolExecutor, dispatch: Dispatch) -> Future[None]:
-        """One preparation per repository state and environment settings: tasks on one repository
-        share it."""
+    def _prepare(self, preparer: ThreadPoolExecutor, dispatch: Dispatch, events: EventStream) -> Future[None]:
+        """One preparation per repository state and environment settings (tasks on one repository
+        share it); what it says (an image being built) shows on the batch's stream."""
         settings, job = dispatch.job.settings, dispatch.job
         key = (str(dispatch.repo), job.tip, repr(settings.setup), str(settings.image), settings.base_image)
         if key not in self._prepared:
             self._prepared[key] = preparer.submit(
-                prepare_environment_ahead, settings, dispatch.repo, job.tip, EventStream()
+                prepare_environment_ahead, settings, dispatch.repo, job.tip, events
             )
         return self._prepared[key]
 

@@ -34,7 +34,7 @@ from agent_cli.batch import repos
 from agent_cli.batch.gate import Admission, SharedGate
 from agent_cli.batch.task import TaskJob, TaskRun, run_task
 from agent_cli.cancel import CancelToken
-from agent_cli.errors import UsageError
+from agent_cli.errors import EnvironmentProblem, UsageError
 from agent_cli.model import REPLAY_PREFIX
 
 if TYPE_CHECKING:
@@ -192,6 +192,13 @@ def _local_replays(settings: Any, replays: dict[str, bytes], folder: Path) -> An
     return replace(settings, **changes)
 
 
+def _warm() -> None:
+    """Import what a task needs (litellm takes seconds) in a worker Ray will reuse for tasks."""
+    from agent_cli.model import import_litellm
+
+    import_litellm()
+
+
 def _sweep_orphans() -> list[str]:
     """On one node: remove sandbox containers whose actsmith process is gone (a worker killed)."""
     from agent_cli.sandbox.docker_sandbox import docker_client, sweep_leftovers
@@ -207,7 +214,6 @@ class RayBackend:
         self.address = address
         self.jobs = jobs or 0
         self._ray = _ray()
-        self._mailbox: Any = None
 
     def __enter__(self) -> RayBackend:
         ray = self._ray
@@ -227,13 +233,22 @@ class RayBackend:
             self.jobs = self.jobs or offered
         else:
             self.jobs = self.jobs or 1
-            ray.init(
-                num_cpus=os.cpu_count() or 1,
-                resources={SANDBOX: self.jobs},
-                include_dashboard=False,
-                object_store_memory=LOCAL_OBJECT_STORE,
-                **quiet,
-            )
+            try:
+                ray.init(  # "local": a new Ray of our own, never one found running on this machine
+                    address="local",
+                    num_cpus=os.cpu_count() or 1,
+                    resources={SANDBOX: self.jobs},
+                    include_dashboard=False,
+                    object_store_memory=LOCAL_OBJECT_STORE,
+                    **quiet,
+                )
+            except Exception as error:
+                raise EnvironmentProblem(f"cannot start a local Ray: {_first_line(error)}") from None
+        # One worker per sandbox imports what tasks need while the driver prepares the batch; Ray
+        # then reuses these workers for the tasks.
+        warm = ray.remote(_warm).options(num_cpus=0, resources={SANDBOX: 1})
+        for _ in range(self.jobs):
+            warm.remote()
         return self
 
     def __exit__(
@@ -247,7 +262,7 @@ class RayBackend:
 
     def run(self, dispatches: list[Dispatch], driver: Driver) -> None:
         ray = self._ray
-        self._mailbox = mailbox = ray.remote(Mailbox).options(num_cpus=0).remote()
+        mailbox = ray.remote(Mailbox).options(num_cpus=0).remote()
         gate = driver.gate
         assert isinstance(gate, RemoteGate)
         remote = ray.remote(work).options(
