@@ -29,14 +29,17 @@ if TYPE_CHECKING:
 
 def run_batch(driver: Driver) -> Tally:
     """Run the driver's batch on the backend its options name."""
-    options: BatchOptions = driver.options
-    if options.backend == "local":
-        from agent_cli.batch.local import LocalBackend, default_jobs
+    from agent_cli.batch.local import LocalBackend, default_jobs
 
-        return driver.run(LocalBackend(options.jobs or default_jobs(driver.sandbox_memory())))
+    options: BatchOptions = driver.options
+    here = options.jobs or default_jobs(driver.sandbox_memory())
+    if options.backend == "local":
+        return driver.run(LocalBackend(here))
     if options.backend == "ray":
         from agent_cli.batch.ray_backend import RayBackend
 
-        with RayBackend(options.ray_address, options.jobs) as backend:
+        # A cluster we join offers its own sandboxes (-j can only lower that); a local Ray gets
+        # what this machine holds.
+        with RayBackend(options.ray_address, options.jobs if options.ray_address else here) as backend:
             return driver.run(backend)
     raise UsageError(f"--backend {options.backend}: unknown backend (local or ray)")

@@ -34,7 +34,7 @@ from agent_cli.batch import repos
 from agent_cli.batch.gate import Admission, SharedGate
 from agent_cli.batch.task import TaskJob, TaskRun, run_task
 from agent_cli.cancel import CancelToken
-from agent_cli.errors import EnvironmentProblem, UsageError
+from agent_cli.errors import ActsmithError, EnvironmentProblem, UsageError
 from agent_cli.model import REPLAY_PREFIX
 
 if TYPE_CHECKING:
@@ -282,8 +282,12 @@ class RayBackend:
                 if not driver.may_start(dispatch):
                     continue
                 driver.started(dispatch, "ray")
-                bundled, bundle = self._bundle(dispatch, bundles)
-                shipment = self._shipment(dispatch, bundled)
+                try:
+                    bundled, bundle = self._bundle(dispatch, bundles)
+                    shipment = self._shipment(dispatch, bundled)
+                except (ActsmithError, OSError) as error:  # its repository or replay file went away
+                    driver.failed(dispatch, f"cannot ship the task: {error}")
+                    continue
                 running[remote.remote(dispatch.job, bundle, shipment, gate, mailbox)] = dispatch
             ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S) if running else ([], [])
             for event in ray.get(mailbox.take.remote()):
