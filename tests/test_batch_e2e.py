@@ -187,13 +187,18 @@ def test_a_rerun_skips_what_finished_and_retry_failed_runs_the_failures_again(mi
     assert {p.parent.name: p.read_bytes() for p in (out / "tasks").glob("*/trajectory.jsonl")} == trajectories
     started = [e["id"] for e in journal(out) if e["event"] == "started"]
     assert sorted(started) == sorted(trajectories)  # nothing ran twice
-    # --retry-failed: only the failures run again, continuing their own branches.
+    # --retry-failed: only the failures run again, each from the branch's base: the tests it broke
+    # are found broken again, not taken as the new baseline; the first attempt's commit is kept.
+    first_break = results(out)["auth-break"]["commit"]
     retry = batch(["run", str(root / "spec.yaml"), "--retry-failed"], root)
     assert retry.code == 1
     started = [e["id"] for e in journal(out) if e["event"] == "started"]
     assert sorted(started) == sorted([*trajectories, "auth-break", "billing-spin", "ledger-short"])
     got = results(out)
     assert got["billing-spin"]["attempt"] == 2 and got["billing-fix"]["attempt"] == 1
+    assert got["auth-break"]["status"] == "tests_failed" and got["auth-break"]["attempt"] == 2
+    auth = mixed["checkouts"]["auth"]
+    assert git(auth, "rev-parse", "refs/actsmith/attempts/mixed/auth-break/1").strip() == first_break
 
 
 class Page(HTMLParser):

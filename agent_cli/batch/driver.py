@@ -4,7 +4,8 @@ backend (threads here, or Ray), and turn what comes back into results, journal l
 Everything a user can get wrong is found before any task starts (exit 2, one line). Resume rules: a
 task with a final result in the journal is skipped (its files untouched) unless `--retry-failed`
 asks again for a failed one; a task that never got a final result (interrupted, killed, not started)
-runs again, on its branch as the last attempt left it. The cost cap counts what earlier runs paid.
+runs again. Every attempt starts from the branch's base commit (an earlier attempt's work is kept
+under refs/actsmith/attempts/). The cost cap counts what earlier runs paid.
 """
 
 from __future__ import annotations
@@ -217,9 +218,11 @@ class Driver:
             if base is None:
                 base = repos.create_branch(root, branch)
                 prepared.branches.append((task.id, {"repo": str(root), "branch": branch, "base": base}))
-            tip = repos.branch_tip(root, branch) or base
+            attempt = state.started.get(task.id, 0) + 1
+            with self.repository_lock(root):
+                repos.start_over(root, branch, base, self.spec.name, task.id, attempt)
             self._roots[task.id] = root
-            job = TaskJob(task.id, task.task, settings, branch, base, tip, state.started.get(task.id, 0) + 1)
+            job = TaskJob(task.id, task.task, settings, branch, base, attempt)
             prepared.ready.append(Dispatch(job, root, self.options.out / "tasks" / task.id))
         return prepared
 
@@ -315,7 +318,7 @@ class Driver:
             cost=0.0,
             files_changed=[],
             message=message,
-            commit=dispatch.job.tip,
+            commit=dispatch.job.base,
             interrupted=interrupted,
         )
         self._record(dispatch.folder, result, "")
@@ -332,7 +335,7 @@ class Driver:
             cost=0.0,
             files_changed=[],
             message=message,
-            commit=dispatch.job.tip if dispatch else None,
+            commit=dispatch.job.base if dispatch else None,
             node=node,
         )
         self._record(self.options.out / "tasks" / task_id, result, "")

@@ -64,10 +64,10 @@ class LocalBackend:
         """One preparation per repository state and environment settings (tasks on one repository
         share it); what it says (an image being built) shows on the batch's stream."""
         settings, job = dispatch.job.settings, dispatch.job
-        key = (str(dispatch.repo), job.tip, repr(settings.setup), str(settings.image), settings.base_image)
+        key = (str(dispatch.repo), job.base, repr(settings.setup), str(settings.image), settings.base_image)
         if key not in self._prepared:
             self._prepared[key] = preparer.submit(
-                prepare_environment_ahead, settings, dispatch.repo, job.tip, events
+                prepare_environment_ahead, settings, dispatch.repo, job.base, events
             )
         return self._prepared[key]
 

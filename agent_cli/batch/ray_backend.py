@@ -160,7 +160,7 @@ def work(job: TaskJob, bundle: bytes, shipment: Shipment, gate: RemoteGate, mail
                 lambda event: mailbox.push.remote(event),
                 node,
             )
-            commits = repos.bundle_since(root, job.branch, job.tip)
+            commits = repos.bundle_since(root, job.branch, job.base)
             return Returned(run, commits, trajectory.read_bytes() if trajectory.exists() else b"")
     finally:
         done.set()
@@ -308,7 +308,7 @@ class RayBackend:
     ) -> tuple[str, Any]:
         """The branch as a bundle in the object store, put there once per repository state;
         returns the branch it was made from, and its reference."""
-        key = (dispatch.repo, dispatch.job.tip)
+        key = (dispatch.repo, dispatch.job.base)
         if key not in bundles:
             branch = dispatch.job.branch
             bundles[key] = (branch, self._ray.put(repos.bundle(dispatch.repo, branch)))
@@ -352,7 +352,7 @@ class RayBackend:
         run = returned.run
         if returned.commits is not None:
             with driver.repository_lock(dispatch.repo):
-                run.tip = repos.take_branch(dispatch.repo, job.branch, returned.commits, job.tip)
+                run.tip = repos.take_branch(dispatch.repo, job.branch, returned.commits, job.base)
         dispatch.folder.mkdir(parents=True, exist_ok=True)
         with dispatch.trajectory.open("ab") as trajectory:  # every attempt, as a local task's file
             trajectory.write(returned.trajectory)

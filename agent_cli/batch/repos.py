@@ -88,6 +88,18 @@ def branch_tip(root: Path, branch: str) -> str | None:
         return None
 
 
+def start_over(root: Path, branch: str, base: str, batch: str, task_id: str, attempt: int) -> None:
+    """Put the task's branch back at its base for a new attempt. Continuing an earlier attempt's work
+    would make its changes the new baseline (tests it broke would count as broken before the run),
+    so each attempt starts clean; the earlier one's commit stays under refs/actsmith/attempts/."""
+    tip = branch_tip(root, branch)
+    if tip is None or tip == base:
+        return
+    kept = f"refs/actsmith/attempts/{batch}/{task_id}/{attempt - 1}"
+    git(root, "update-ref", "-m", "actsmith batch: an earlier attempt", kept, tip)
+    git(root, "update-ref", "-m", "actsmith batch: a new attempt", f"refs/heads/{branch}", base, tip)
+
+
 def changed_files(root: Path, base: str, tip: str) -> list[str]:
     return Workspace(root, root).changed_files(base, tip)
 

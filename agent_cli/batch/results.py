@@ -11,7 +11,7 @@ A session's status says how the agent stopped; a batch status says what the user
     interrupted, or refused by the batch's cost cap before its first reply -> not_started
 
 An interrupted task is recorded as `not_started` with `interrupted: true` (and the steps and cost it
-used): its work is not a result, so a resume runs it again, continuing its branch.
+used): its work is not a result, so a resume runs it again.
 """
 
 from __future__ import annotations

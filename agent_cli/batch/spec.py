@@ -48,6 +48,11 @@ class TaskSpec:
     field: str  # where it was declared (tasks[2], repos[0]): errors name it
 
     @property
+    def id_field(self) -> str:
+        """Where its id comes from: its own `id`, or (in a matrix) its repository's name."""
+        return f"{self.field}.id" if self.field.startswith("tasks[") else self.field
+
+    @property
     def is_url(self) -> bool:
         return is_url(self.repo)
 
@@ -109,7 +114,7 @@ def _parse(path: Path, data: dict[str, Any]) -> BatchSpec:
     for task in tasks:
         if task.id in seen:
             raise UsageError(
-                f"{where}: {task.field}.id: duplicate task id {task.id!r} (also {seen[task.id]})"
+                f"{where}: {task.id_field}: duplicate task id {task.id!r} (also {seen[task.id]})"
             )
         seen[task.id] = task.field
     return BatchSpec(path, name, float(cap) if cap is not None else None, tuple(tasks))

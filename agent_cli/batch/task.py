@@ -38,8 +38,7 @@ class TaskJob:
     task: str
     settings: Settings  # resolved on the driver: spec, environment, the repository's .actsmith.toml
     branch: str
-    base: str  # the commit the branch was created from
-    tip: str  # the branch's commit when the task starts (the base, or an earlier attempt's work)
+    base: str  # the commit the branch was created from, and where every attempt starts
     attempt: int
 
 
@@ -108,7 +107,7 @@ def run_task(
         cost=outcome.usage.cost if outcome.usage is not None else 0.0,
         tests_state=getattr(tests, "state", "none"),
         tests=getattr(tests, "text", ""),
-        tip=repos.branch_tip(workspace.root, job.branch) or job.tip,
+        tip=repos.branch_tip(workspace.root, job.branch) or job.base,
         wall_s=round(time.monotonic() - started, 3),
         node=node or socket.gethostname(),
         refused=task_gate.refused,
