@@ -37,7 +37,13 @@ sandbox_app = typer.Typer(
     help="Build the Docker sandbox, prepare a repository's environment, clean up.", no_args_is_help=True
 )
 app.add_typer(sandbox_app, name="sandbox")
+batch_app = typer.Typer(
+    help="Run many tasks over many repositories, in parallel sandboxes or on a Ray cluster.",
+    no_args_is_help=True,
+)
+app.add_typer(batch_app, name="batch")
 P = ParamSpec("P")
+BATCH_LOG_WIDTH = 160
 
 
 def reports_errors(command: Callable[P, None]) -> Callable[P, None]:
@@ -472,6 +478,114 @@ def sandbox_clean(
 
     removed = sweep_leftovers(docker_client(), everything=everything)
     _console().print(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
+@batch_app.command("run")
+@reports_errors
+def batch_run(
+    spec: Annotated[Path, typer.Argument(help="The batch spec (YAML): name, settings and tasks.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Batch folder (default: .actsmith/batches/<name> beside the spec).")
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "-j",
+            "--jobs",
+            min=1,
+            help="Tasks at once (default: from cores and memory, or the cluster's sandboxes).",
+        ),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="local (threads here) or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: start a local one and stop it after).")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Also run again the tasks whose result is a failure.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the batch's events as JSON lines on stdout, nothing else.")
+    ] = False,
+) -> None:
+    """Run every task of SPEC (resuming the batch folder if it exists); exit 0 when all succeeded,
+    1 when some did not, 2 for a bad spec, 3 when max_cost_total stopped it, 130 when interrupted."""
+    from agent_cli.batch import run_batch
+    from agent_cli.batch.driver import BatchOptions, Driver
+    from agent_cli.batch.spec import load_spec
+    from agent_cli.cancel import CancelToken
+
+    if backend not in ("local", "ray"):
+        raise typer.BadParameter("local or ray", param_hint="--backend")
+    loaded = load_spec(spec)
+    folder = Path(os.path.abspath(out)) if out else loaded.default_out
+    options = BatchOptions(folder, jobs, backend, ray_address, retry_failed)
+    events, close_view = _batch_stream(json_output)
+    token = CancelToken()
+    try:
+        with interrupts_cancel(token):
+            tally = run_batch(Driver(loaded, options, events, token))
+    finally:
+        close_view()
+    raise typer.Exit(tally.exit_code)
+
+
+def _batch_stream(json_output: bool) -> tuple[EventStream, Callable[[], None]]:
+    """The batch's events, shown as a live table on a terminal, plain lines otherwise, or JSON."""
+    from agent_cli.batch.progress import LiveView, PlainView
+    from agent_cli.events import EventStream
+    from agent_cli.trajectory import stdout_json
+
+    events = EventStream()
+    console = _batch_console()
+    view: Any = (
+        stdout_json() if json_output else LiveView(console) if console.is_terminal else PlainView(console)
+    )
+    events.subscribe(view)
+    return events, view.close
+
+
+@batch_app.command("status")
+@reports_errors
+def batch_status(
+    folder: Annotated[Path, typer.Argument(help="The batch folder (--out of the run).")],
+) -> None:
+    """Print the table of a running or finished batch."""
+    from agent_cli.batch.progress import status_table
+
+    _batch_console().print(status_table(_batch_summary(folder)))
+
+
+@batch_app.command("report")
+@reports_errors
+def batch_report(
+    folder: Annotated[Path, typer.Argument(help="The batch folder (--out of the run).")],
+) -> None:
+    """Write report.md and report.html of a batch folder again, from its files."""
+    from agent_cli.batch.report import write_reports
+
+    _batch_summary(folder)  # a folder that is not a batch's is one line, not a traceback
+    report = write_reports(folder)
+    _console().print(f"{report}\n{report.with_suffix('.html')}", markup=False, highlight=False)
+
+
+def _batch_console() -> Console:
+    """A batch's tables in a log or a pipe keep whole rows (rich would fold them to 80 columns)."""
+    console = _console()
+    if not console.is_terminal:
+        console.width = max(console.width, BATCH_LOG_WIDTH)
+    return console
+
+
+def _batch_summary(folder: Path) -> Any:
+    from agent_cli.batch.report import summarise
+    from agent_cli.errors import UsageError
+
+    try:
+        return summarise(folder)
+    except FileNotFoundError:
+        raise UsageError(
+            f"{folder} is not a batch folder (no journal.jsonl): pass the --out of a batch run"
+        ) from None
 
 
 def _terminate(signum: int, frame: object) -> None:

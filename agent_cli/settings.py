@@ -294,3 +294,9 @@ def load_settings(
     merged.update(_from_environment(dict(os.environ if environ is None else environ)))
     merged.update(_from_flags(flags or {}))
     return replace(Settings(), **merged)
+
+
+def setting_value(name: str, value: Any, source: str) -> Any:
+    """A value for setting `name` from a source of the caller's own (a batch spec's field), converted
+    and checked as flags and files are; a problem is one line naming `source`."""
+    return _coerce(name, value, source)

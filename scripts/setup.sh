@@ -12,11 +12,15 @@ if ! command -v debootstrap >/dev/null && ! docker image inspect python:3.12-sli
   fi
 fi
 
-# The test suite drives the chat in a real terminal (tmux).
-if [ "${ACTSMITH_DEV:-0}" = 1 ] && ! command -v tmux >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing tmux (the chat tests drive a real terminal)" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+# Test tools from Debian's packages: the chat tests drive a real terminal (tmux), the batch report's
+# tests render report.html in a headless browser (chromium).
+if [ "${ACTSMITH_DEV:-0}" = 1 ]; then
+  missing=""
+  command -v tmux >/dev/null || missing="$missing tmux"
+  command -v chromium >/dev/null || missing="$missing chromium"
+  if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing$missing (for the tests)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   fi
 fi
 
@@ -25,7 +29,7 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 extras=""
-[ "${ACTSMITH_DEV:-0}" = 1 ] && extras="[dev]"
+[ "${ACTSMITH_DEV:-0}" = 1 ] && extras="[dev,ray]"
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install -q -e "$root$extras"
 export PATH="$venv/bin:$PATH"

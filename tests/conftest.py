@@ -95,6 +95,16 @@ def repo(tmp_path) -> Path:
     )
 
 
+@pytest.fixture
+def stub_server():
+    """The local OpenAI-compatible server (tests/openai_stub.py), stopped after the test."""
+    from openai_stub import StubServer
+
+    server = StubServer().start()
+    yield server
+    server.stop()
+
+
 def write_replay(path: Path, replies: list[str]) -> Path:
     path.write_text(yaml.safe_dump(replies, sort_keys=False))
     return path

@@ -69,6 +69,12 @@ class StubServer:
     """The scripted server: ``script(...)`` queues behaviours; ``requests``, ``headers`` record traffic."""
 
     _queue: deque[Behaviour] = field(default_factory=deque)
+    reply_delay: float = 0.0  # seconds every request is held before its answer (model latency)
+    fallback: Behaviour | None = None  # answered when the queue is empty (None: a 500)
+    _storm_s: float = 0.0  # a rate-limit storm armed: its length, from the first request it meets
+    _storm_retry_after: str = "1"
+    _storm_until: float | None = None
+    storm_answers: int = 0  # 429s the storm answered
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # time.perf_counter() of each request
@@ -81,6 +87,12 @@ class StubServer:
         """Queue behaviours, answered one per request in order."""
         with self._lock:
             self._queue.extend(behaviours)
+
+    def storm(self, seconds: float, retry_after: str = "1") -> None:
+        """From the next request on, answer every request for `seconds` with a 429 (the provider is
+        over its limit, whoever asks), without using up the queue."""
+        with self._lock:
+            self._storm_s, self._storm_retry_after, self._storm_until = seconds, retry_after, None
 
     @property
     def port(self) -> int:
@@ -111,10 +123,16 @@ class StubServer:
 
     def _next(self, body: dict[str, Any], headers: dict[str, str]) -> Behaviour | None:
         with self._lock:
-            self.arrivals.append(time.perf_counter())
+            now = time.perf_counter()
+            self.arrivals.append(now)
             self.requests.append(body)
             self.headers.append(headers)
-            return self._queue.popleft() if self._queue else None
+            if self._storm_s and self._storm_until is None:
+                self._storm_until = now + self._storm_s
+            if self._storm_until is not None and now < self._storm_until:
+                self.storm_answers += 1
+                return RateLimited(self._storm_retry_after)
+            return self._queue.popleft() if self._queue else self.fallback
 
 
 def _make_handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
@@ -135,6 +153,8 @@ def _make_handler(server: StubServer) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = {"_unparsed": raw.decode("utf-8", "replace")}
             behaviour = server._next(body, {key.lower(): value for key, value in self.headers.items()})
+            if server.reply_delay and isinstance(behaviour, Reply):
+                server._stopping.wait(server.reply_delay)
             self._act(behaviour, body)
 
         def _act(self, behaviour: Behaviour | None, body: dict[str, Any]) -> None:

@@ -1,0 +1,146 @@
+"""A task's result (DIR/tasks/<id>/result.json), the batch statuses, and the batch's exit code.
+
+A session's status says how the agent stopped; a batch status says what the user got:
+
+    finished            -> succeeded (the branch changed) or no_change
+    finished_untested   -> untested (no_change when nothing changed: there was nothing to test)
+    tests_failed        -> tests_failed
+    limit, no_action, stuck -> limit_reached
+    model_error, model_stopped -> agent_error
+    error (Docker, setup, a lost node) -> infra_error
+    interrupted, or refused by the batch's cost cap before its first reply -> not_started
+
+An interrupted task is recorded as `not_started` with `interrupted: true` (and the steps and cost it
+used): its work is not a result, so a resume runs it again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from agent_cli.errors import EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, EXIT_TESTS_FAIL
+
+SUCCEEDED = "succeeded"
+NO_CHANGE = "no_change"
+UNTESTED = "untested"
+TESTS_FAILED = "tests_failed"
+LIMIT_REACHED = "limit_reached"
+AGENT_ERROR = "agent_error"
+INFRA_ERROR = "infra_error"
+NOT_STARTED = "not_started"
+STATUSES = (
+    SUCCEEDED,
+    NO_CHANGE,
+    UNTESTED,
+    TESTS_FAILED,
+    LIMIT_REACHED,
+    AGENT_ERROR,
+    INFRA_ERROR,
+    NOT_STARTED,
+)
+GOOD = frozenset({SUCCEEDED, NO_CHANGE})
+# What `--retry-failed` runs again: every final result that is not good.
+FAILED = frozenset({UNTESTED, TESTS_FAILED, LIMIT_REACHED, AGENT_ERROR, INFRA_ERROR})
+SESSION_STATUS = {
+    "finished": SUCCEEDED,
+    "finished_untested": UNTESTED,
+    "tests_failed": TESTS_FAILED,
+    "limit": LIMIT_REACHED,
+    "no_action": LIMIT_REACHED,
+    "stuck": LIMIT_REACHED,
+    "model_error": AGENT_ERROR,
+    "model_stopped": AGENT_ERROR,
+    "interrupted": NOT_STARTED,
+}
+
+
+@dataclass
+class TaskResult:
+    """result.json: the contract's fields first, then what the report shows."""
+
+    id: str
+    status: str
+    exit_code: int  # what `actsmith run` would have exited with (3: the cost cap, 130: interrupted)
+    steps: int
+    cost: float | None
+    branch: str
+    files_changed: list[str]
+    repo: str = ""  # the repository the branch is in (a clone in DIR/repos for a URL)
+    task: str = ""
+    message: str = ""
+    summary: str | None = None
+    tests: str = ""  # the last test run against the baseline, in words
+    tests_state: str = "none"  # passed | failed | unchecked | off | none
+    base: str = ""  # the commit the branch started from
+    commit: str | None = None  # the branch's tip after the task
+    attempt: int = 1
+    interrupted: bool = False
+    wall_s: float = 0.0
+    node: str = ""  # where it ran: this machine, or a Ray node
+    session_status: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.status != NOT_STARTED
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def batch_status(session_status: str, changed: bool) -> str:
+    status = SESSION_STATUS.get(session_status, INFRA_ERROR)
+    if status in (SUCCEEDED, UNTESTED) and not changed:
+        return NO_CHANGE
+    return status
+
+
+@dataclass
+class Tally:
+    """How a batch stands: counts per status, cost, and why it stopped early, if it did."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    cost: float = 0.0
+    capped: bool = False  # max_cost_total stopped work
+    interrupted: bool = False
+
+    def add(self, result: TaskResult) -> None:
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        self.cost += result.cost or 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """130 interrupted, 3 the cost cap stopped the batch, 1 some task did not succeed, else 0."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.capped:
+            return EXIT_LIMIT
+        bad = sum(count for status, count in self.counts.items() if status not in GOOD)
+        return EXIT_TESTS_FAIL if bad else EXIT_OK
+
+
+def write_result(folder: Path, result: TaskResult, patch: str) -> None:
+    """result.json and patch.diff, each replaced whole (a reader never sees half a file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _replace(folder / "patch.diff", patch)
+    _replace(folder / "result.json", json.dumps(result.to_json(), indent=2) + "\n")
+
+
+def read_result(folder: Path) -> TaskResult | None:
+    try:
+        return TaskResult.from_json(json.loads((folder / "result.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _replace(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)

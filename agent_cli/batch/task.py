@@ -1,0 +1,146 @@
+"""Run one task of a batch on this machine: a Session on the task's own branch, in its own worktree
+and sandbox, its model calls through the batch's gate. Both backends call `run_task`: the local one
+on the user's repository, a Ray worker on a clone of the bundle the driver shipped."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import socket
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent_cli.batch import repos
+from agent_cli.batch.events import SessionWatcher, TaskProgress
+from agent_cli.batch.gate import GateService, TaskGate
+from agent_cli.cancel import CancelToken
+from agent_cli.errors import ActsmithError, ModelError
+from agent_cli.events import EventStream
+from agent_cli.gitops import GitError, git
+from agent_cli.session import Session
+from agent_cli.workspace import Workspace
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from agent_cli.settings import Settings
+
+
+@dataclass(frozen=True)
+class TaskJob:
+    """Everything a task needs to run anywhere (it travels to Ray workers whole)."""
+
+    id: str
+    task: str
+    settings: Settings  # resolved on the driver: spec, environment, the repository's .actsmith.toml
+    branch: str
+    base: str  # the commit the branch was created from, and where every attempt starts
+    attempt: int
+
+
+@dataclass
+class TaskRun:
+    """How a task's session ended, before the driver turns it into a result."""
+
+    session_status: str
+    exit_code: int
+    message: str
+    summary: str | None
+    steps: int
+    cost: float | None
+    tests_state: str
+    tests: str
+    tip: str  # the branch's commit after the task
+    wall_s: float
+    node: str
+    refused: bool  # the batch's cost cap refused one of its model calls
+
+
+def run_task(
+    job: TaskJob,
+    repo: Path,
+    trajectory: Path,
+    gate: GateService,
+    cancel: CancelToken,
+    publish: Callable[[TaskProgress], None],
+    node: str = "",
+) -> TaskRun:
+    started = time.monotonic()
+    workspace = Workspace.open(repo)
+    drop_stale_worktrees(workspace, job.branch)
+    settings = replace(job.settings, worktree=True, commit=False, trajectory=trajectory)
+    task_gate = TaskGate(gate, job.id, cancel, settings.api_base)
+    session = Session(
+        settings,
+        workspace,
+        label=job.task,
+        events=EventStream([SessionWatcher(job.id, publish)]),
+        cancel=cancel,
+        branch=job.branch,
+        task=job.task,
+        gate=task_gate,
+    )
+    opened_with: ActsmithError | None = None
+    try:
+        with session:
+            session.run(job.task)
+    except ActsmithError as error:  # it could not open; the session recorded why and closed
+        opened_with = error
+    finally:
+        gate.release(job.id)
+    outcome = session.outcome
+    assert outcome is not None
+    status = outcome.status
+    if status == "error" and isinstance(opened_with, ModelError):
+        status = "model_error"  # a key refused, a model unknown: the model's failure, not the machine's
+    tests = outcome.tests
+    return TaskRun(
+        session_status=status,
+        exit_code=outcome.exit_code,
+        message=outcome.message,
+        summary=outcome.summary,
+        steps=outcome.steps,
+        cost=outcome.usage.cost if outcome.usage is not None else 0.0,
+        tests_state=getattr(tests, "state", "none"),
+        tests=getattr(tests, "text", ""),
+        tip=repos.branch_tip(workspace.root, job.branch) or job.base,
+        wall_s=round(time.monotonic() - started, 3),
+        node=node or socket.gethostname(),
+        refused=task_gate.refused,
+    )
+
+
+def drop_stale_worktrees(workspace: Workspace, branch: str) -> None:
+    """A driver killed mid-task leaves the task's worktree with its branch checked out, which would
+    stop the next attempt from checking it out. Only one driver works on a batch at a time, so any
+    worktree on the batch's branch is such a leftover (its steps are kept as checkpoint refs)."""
+    listing = git(workspace.root, "worktree", "list", "--porcelain", exact=False).decode("utf-8", "replace")
+    for block in listing.split("\n\n"):
+        lines = block.splitlines()
+        if f"branch refs/heads/{branch}" in lines:
+            path = lines[0].removeprefix("worktree ")
+            with contextlib.suppress(GitError):
+                git(workspace.root, "worktree", "remove", "--force", path, exact=False)
+    git(workspace.root, "worktree", "prune", exact=False)
+
+
+def prepare_environment_ahead(settings: Settings, repo: Path, commit: str, events: EventStream) -> None:
+    """Build (or find) the environment image a task's sandbox will start from, from the files at
+    `commit`, while other tasks run: its session then finds it at the cost of one API call."""
+    from agent_cli.sandbox import SandboxRequest
+    from agent_cli.sandbox.docker_sandbox import docker_client, image_for
+    from agent_cli.setup import prepare_environment
+    from agent_cli.testing.execute import snapshot_tar
+
+    client = docker_client()
+    image = image_for(client, settings, events.notice)
+    snapshot = snapshot_tar(repo, commit)
+    with tempfile.TemporaryDirectory(prefix="actsmith-batch-env-") as folder:
+        with tarfile.open(fileobj=io.BytesIO(snapshot)) as archive:
+            archive.extractall(folder, filter="data")
+        request = SandboxRequest(Path(folder), repo, lambda: snapshot)
+        prepare_environment(client, image, settings, request, events)
