@@ -59,6 +59,12 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "the condition") ->
         time.sleep(0.05)
 
 
+def container_ids(docker_client, **filters) -> list[str]:
+    """Ids of the containers matching `filters`, in one API call: the SDK's containers.list()
+    inspects each in turn and fails when one removes itself (auto-remove) in between."""
+    return [c["Id"] for c in docker_client.api.containers(all=True, filters=filters)]
+
+
 def limits(**overrides):
     """Sandbox limits as a session would take them from its settings."""
     from agent_cli.sandbox import SandboxLimits

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_SANDBOXES, limits, make_repo
+from conftest import SHARED_SANDBOXES, container_ids, limits, make_repo
 
 from agent_cli.sandbox import Observation
 from agent_cli.sandbox.docker_sandbox import DockerSandbox
@@ -157,7 +157,7 @@ def test_sigkill_of_the_supervisor_gets_a_new_sandbox(box, docker_client):
     result = attack(box, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
     assert_restarted(result, "the sandbox container stopped")
     assert box.container != old
-    assert old not in [c.id for c in docker_client.containers.list(all=True)]
+    assert old not in container_ids(docker_client)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import clean_env, git, run_cli, wait_until, write_replay
+from conftest import clean_env, container_ids, git, run_cli, wait_until, write_replay
 
 from agent_cli.trajectory import read_trajectory
 
@@ -202,7 +202,7 @@ def containers_of(docker_client, pid: int) -> list:
     from agent_cli.sandbox.docker_sandbox import OWNER_LABEL, owner_token
 
     label = f"{OWNER_LABEL}={owner_token(pid)}"
-    return docker_client.containers.list(all=True, filters={"label": label})
+    return container_ids(docker_client, label=label)
 
 
 def test_ctrl_c_mid_action_exits_130_says_what_changed_and_leaves_no_container(

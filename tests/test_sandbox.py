@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import limits, wait_until
+from conftest import container_ids, limits, wait_until
 
 from agent_cli.errors import UsageError
 from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL, DockerSandbox, sweep_leftovers
@@ -97,7 +97,7 @@ def test_the_container_is_removed_on_close(docker_client, sandbox_image, tmp_pat
     box.start()
     container_id = box.container
     box.close()
-    assert not [c for c in docker_client.containers.list(all=True) if c.id == container_id]
+    assert container_id not in container_ids(docker_client)
 
 
 def test_a_container_removes_itself_when_its_owner_is_killed(docker_client, sandbox_image, tmp_path):
@@ -114,14 +114,11 @@ def test_a_container_removes_itself_when_its_owner_is_killed(docker_client, sand
         [sys.executable, "-c", script, sandbox_image, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
     container_id = child.stdout.readline().strip()
-    assert container_id in [c.id for c in docker_client.containers.list(filters={"label": LABEL})]
+    assert container_id in container_ids(docker_client, label=LABEL)
     child.kill()
     child.wait()
     wait_until(
-        lambda: (
-            container_id
-            not in [c.id for c in docker_client.containers.list(all=True, filters={"label": LABEL})]
-        ),
+        lambda: container_id not in container_ids(docker_client, label=LABEL),
         20,
         "the removal of the orphaned sandbox container",
     )
