@@ -67,11 +67,14 @@ class Terminal:
         return screen.rsplit(f"{PROMPT} {line}", 1)[-1]
 
     def close(self) -> None:
-        """Leave the chat as a person would (Ctrl-D), so it removes its sandbox, then stop tmux."""
-        if "[chat exited]" not in self.screen():
-            self.keys("C-d")
-            self.wait_for("[chat exited]", timeout=60)
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        """Leave the chat as a person would (Ctrl-D), so it removes its sandbox, then stop tmux
+        (its server is ours alone: its own socket), whatever happened."""
+        try:
+            if "[chat exited]" not in self.screen():
+                self.keys("C-d")
+                self.wait_for("[chat exited]", timeout=60)
+        finally:
+            subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
 
 
 def chat(repo: Path, replay: Path, trajectory: Path | None, *extra: str) -> Terminal:
