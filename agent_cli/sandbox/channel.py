@@ -71,21 +71,11 @@ class AttachChannel:
         """The next JSON message from the supervisor's stdout; None at the deadline or on EOF."""
         while (end := self.stdout.find(b"\n", self.searched)) < 0:
             self.searched = len(self.stdout)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            more = self._read(deadline)
+            if more is None:
                 return None
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except TimeoutError:
-                return None
-            if not chunk:
+            if not more:
                 raise ConnectionError("the sandbox closed its channel")
-            self.frames += chunk
-            self._demultiplex()
-            if len(self.frames) + len(self.stdout) > MAX_MESSAGE_BYTES:
-                # Code in the sandbox can write to this channel too; it must not exhaust the host.
-                raise ConnectionError(f"the sandbox sent a message over {MAX_MESSAGE_BYTES >> 20} MiB")
         line = bytes(self.stdout[:end])
         del self.stdout[: end + 1]
         self.searched = 0
@@ -99,21 +89,29 @@ class AttachChannel:
 
     def read_all(self, deadline: float) -> bytes | None:
         """Everything on stdout until the other end closes it; None at the deadline."""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except TimeoutError:
-                return None
-            if not chunk:
+        while (more := self._read(deadline)) is not None:
+            if not more:
                 return bytes(self.stdout)
-            self.frames += chunk
-            self._demultiplex()
-            if len(self.frames) + len(self.stdout) > MAX_MESSAGE_BYTES:
-                raise ConnectionError(f"the sandbox sent over {MAX_MESSAGE_BYTES >> 20} MiB")
+        return None
+
+    def _read(self, deadline: float) -> bool | None:
+        """Read what the socket has (True), or see it closed (False); None at the deadline."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except TimeoutError:
+            return None
+        if not chunk:
+            return False
+        self.frames += chunk
+        self._demultiplex()
+        if len(self.frames) + len(self.stdout) > MAX_MESSAGE_BYTES:
+            # Code in the sandbox can write to this channel too; it must not exhaust the host.
+            raise ConnectionError(f"the sandbox sent a message over {MAX_MESSAGE_BYTES >> 20} MiB")
+        return True
 
     def _demultiplex(self) -> None:
         offset = 0
