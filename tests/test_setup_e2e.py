@@ -264,3 +264,27 @@ def test_a_missing_api_key_is_said_before_any_setup_runs(tmp_path, sandbox_image
     assert run.code == 2
     assert run.stderr.strip().count("\n") == 0 and "OPENAI_API_KEY" in run.stderr  # one line, alone
     assert not (repo / ".actsmith" / "setup").exists()  # no setup was started for nothing
+
+
+def test_sandbox_setup_builds_on_demand_and_prune_removes_what_a_new_manifest_superseded(
+    tmp_path, sandbox_image
+):
+    repo = make_repo(tmp_path / "r", {"requirements.txt": "pinned==1\n"})
+    (repo / ".actsmith.toml").write_text(
+        f"setup = [{json.dumps(INSTALL_FROM_REQUIREMENTS + f'  # {tmp_path}')}]\n"
+    )
+    first = run_cli(["sandbox", "setup"], repo)
+    assert first.code == 0, first.stderr
+    old = first.stdout.strip().splitlines()[-1]
+    assert old.startswith("actsmith-env:") and f"log: {repo}/.actsmith/setup/" in first.stderr
+    again = run_cli(["sandbox", "setup"], repo)
+    assert again.stdout.strip().splitlines()[-1] == old and "reusing" in again.stderr
+    (repo / "requirements.txt").write_text("pinned==2\n")
+    new = run_cli(["sandbox", "setup"], repo).stdout.strip().splitlines()[-1]
+    assert new != old
+    pruned = run_cli(["sandbox", "prune"], repo)
+    assert pruned.code == 0 and old in pruned.stdout and new not in pruned.stdout
+    images = subprocess.run(["docker", "images", "-q", old], capture_output=True, text=True).stdout
+    assert images.strip() == ""
+    current = subprocess.run(["docker", "images", "-q", new], capture_output=True, text=True).stdout
+    assert current.strip() != ""
