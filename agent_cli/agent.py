@@ -374,6 +374,7 @@ class Agent:
             timeout=timeout,
             steps_left=steps_left,
             notes=edits.warnings if edits else [],
+            refused=edits.refused if edits else (),
             map_update=outline,
             tests=tests,
             accepted=accepted,

@@ -35,6 +35,7 @@ class StepEdits:
     step: int
     files: tuple[FileChange, ...]
     by_user: bool = False  # edits made outside the agent (between turns of a conversation)
+    refused: tuple[str, ...] = ()  # what the harness would not do for this step, one line each
 
     @property
     def warnings(self) -> list[str]:
@@ -103,6 +104,7 @@ class Ledger:
     steps: list[StepEdits] = field(default_factory=list)
     problems: dict[str, SyntaxProblem] = field(default_factory=dict)  # files that do not parse now
     net: dict[str, DiffEntry] = field(default_factory=dict)  # files that differ from the base now
+    planted_repositories: set[str] = field(default_factory=set)  # already said to the model
     base: Checkpoint | None = None  # the state before the run, set by start()
     _parsed: dict[str, _Parsed] = field(default_factory=dict)  # by blob id, oldest first
     _view: tuple[int, LedgerView] | None = None  # the last view, keyed by the number of editing steps
@@ -134,7 +136,7 @@ class Ledger:
         """Checkpoint after an action (or, `by_user`, the user's own edits between turns) and record
         what it changed."""
         previous = self.checkpoints.history[-1]
-        self.checkpoints.stage()
+        refused = self._refusals(self.checkpoints.stage())
         entries = self._diff(previous.tree)  # the freshly staged index against the last checkpoint
         files: tuple[FileChange, ...] = ()
         if not entries:
@@ -151,13 +153,24 @@ class Ledger:
             differed = set(self.net)
             self._apply_net(*net.result())
             files = tuple(self._mark_revert(change, differed) for change in files)
-        edits = StepEdits(step, files, by_user)
+        edits = StepEdits(step, files, by_user, refused)
         self.steps.append(edits)
         for change in files:
             self.problems.pop(change.old_path or change.path, None)
             if change.problem is not None:
                 self.problems[change.path] = change.problem
         return edits
+
+    def _refusals(self, planted: list[str]) -> tuple[str, ...]:
+        """Each git repository made inside the working tree is said once, when first seen."""
+        new = [path for path in planted if path not in self.planted_repositories]
+        self.planted_repositories.update(new)
+        return tuple(
+            f"{path}/ is a git repository that is not one of this repository's submodules: actsmith "
+            f"runs no git command in it and does not record its files (remove {path}/.git to have "
+            "them recorded)"
+            for path in new
+        )
 
     def _mark_revert(self, change: FileChange, differed: set[str]) -> FileChange:
         """A file this step put back exactly as it was before the run: nothing of it is left to
