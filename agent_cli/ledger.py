@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_cli.checkpoints import Checkpoint, RunCheckpoints
+from agent_cli.checkpoints import Checkpoint, RunCheckpoints, restore, tree_with
 from agent_cli.gitops import git
+from agent_cli.protect import ProtectedPaths
 from agent_cli.syntax import Definition, FileTags, SyntaxProblem, analyse, language_for
 
 MAX_ANALYSED_BYTES = 1_000_000  # bigger files are counted, not parsed
@@ -105,6 +106,7 @@ class Ledger:
     problems: dict[str, SyntaxProblem] = field(default_factory=dict)  # files that do not parse now
     net: dict[str, DiffEntry] = field(default_factory=dict)  # files that differ from the base now
     planted_repositories: set[str] = field(default_factory=set)  # already said to the model
+    protected: ProtectedPaths = field(default_factory=ProtectedPaths)  # changes to these are undone
     base: Checkpoint | None = None  # the state before the run, set by start()
     _parsed: dict[str, _Parsed] = field(default_factory=dict)  # by blob id, oldest first
     _view: tuple[int, LedgerView] | None = None  # the last view, keyed by the number of editing steps
@@ -138,6 +140,10 @@ class Ledger:
         previous = self.checkpoints.history[-1]
         refused = self._refusals(self.checkpoints.stage())
         entries = self._diff(previous.tree)  # the freshly staged index against the last checkpoint
+        undone = self._undo_protected(previous.tree, entries)
+        if undone:
+            refused += undone
+            entries = self._diff(previous.tree)
         files: tuple[FileChange, ...] = ()
         if not entries:
             self.checkpoints.record(step, tree=previous.tree)
@@ -160,6 +166,26 @@ class Ledger:
             if change.problem is not None:
                 self.problems[change.path] = change.problem
         return edits
+
+    def _undo_protected(self, previous_tree: str, entries: list[DiffEntry]) -> tuple[str, ...]:
+        """Put every protected path the step changed back as the last checkpoint has it (a created
+        file goes), and stage again, so the step's checkpoint never holds the change."""
+        hits = {
+            path: glob
+            for entry in entries
+            for path in (entry.path, entry.old_path)
+            if path is not None and (glob := self.protected.match(path)) is not None
+        }
+        if not hits:
+            return ()
+        root = self.checkpoints.root
+        staged = self.checkpoints.write_tree()
+        restore(root, staged, tree_with(root, staged, previous_tree, sorted(hits)))
+        self.checkpoints.stage()
+        return tuple(
+            f"{path} is protected (`{glob}`): the harness undid your change to it; leave it as it is"
+            for path, glob in sorted(hits.items())
+        )
 
     def _refusals(self, planted: list[str]) -> tuple[str, ...]:
         """Each git repository made inside the working tree is said once, when first seen."""

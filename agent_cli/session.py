@@ -28,6 +28,7 @@ from agent_cli.errors import EXIT_INTERRUPTED, EXIT_OK, ActsmithError, UsageErro
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
 from agent_cli.ledger import Ledger
 from agent_cli.model import Model, ModelGate, Retry, check_credentials, make_model
+from agent_cli.protect import ProtectedPaths
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor, Trajectory
 
@@ -219,7 +220,7 @@ class Session:
         checkpoints = RunCheckpoints.for_run(
             self.workspace, self.run_id, self.label, root=self.target.root, branch=self.branch
         )
-        ledger = Ledger(checkpoints)
+        ledger = Ledger(checkpoints, protected=ProtectedPaths.of(self.settings.protect))
         base = ledger.start()
         self._base_tree.set_result(base.tree)
         self.events.emit(

@@ -113,6 +113,10 @@ class Settings:
         "A command that prepares the environment (repeatable; default: detected from the repository).",
         negative=("--no-setup", "Skip setup: the agent runs in the plain sandbox image."),
     )
+    protect: tuple[str, ...] | None = setting(
+        None,
+        "A glob of paths the agent may not change, such as 'migrations/**' (repeatable); a change is undone at once.",
+    )
     setup_timeout: float = setting(
         1800.0, "Seconds the environment's setup may take.", low=10, high=7 * 86400
     )
