@@ -44,6 +44,7 @@ from agent_cli.templates import helper_docs, render
 from agent_cli.testing.gate import TestVerdict, unavailable_report
 
 if TYPE_CHECKING:
+    from agent_cli.instructions import InstructionFile, RepoInstructions
     from agent_cli.ledger import Ledger, StepEdits
     from agent_cli.repomap import RepoMap
     from agent_cli.settings import Settings
@@ -119,6 +120,7 @@ class Agent:
         repo_map: RepoMap | None = None,
         cancel: CancelToken | None = None,
         summary_model: Model | None = None,
+        instructions: RepoInstructions | None = None,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -127,6 +129,7 @@ class Agent:
         self.ledger = ledger  # records each step's edits; its state is shown to the model every turn
         self.tests = tests  # runs the tests on run_tests() and gates finish(); see testing/gate.py
         self.repo_map = repo_map  # outlines files whose definitions an edit reshaped
+        self.instructions = instructions  # the repository's AGENTS.md files
         self.cancel = cancel or CancelToken()
         self.conversation = Conversation()
         self.steps: list[Step] = []  # every step of the conversation
@@ -137,6 +140,7 @@ class Agent:
         self.condenser = self._condenser(summary_model or model)
         self._turn_started = time.monotonic()
         self._turn_first_step = 0
+        self._folder_instructions: list[InstructionFile] = []  # due after the step being taken
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -185,6 +189,7 @@ class Agent:
             network=self.config.network,
             action_timeout=int(self.config.action_timeout),
             max_output_chars=self.config.max_output_chars,
+            instructions=self.instructions.root if self.instructions else None,
         )
 
     def _turn(self, text: str) -> TurnResult:
@@ -245,6 +250,7 @@ class Agent:
         timeout = self._action_timeout()
         observation = self.execute(number, parsed, timeout)
         edits = self.ledger.record_step(number) if self.ledger else None
+        self._folder_instructions = self._instructions_due(parsed.code or "", edits)
         if edits is not None and edits.files:
             self.events.emit(Edited(number, edits.files))
         if self.cancel.cancelled:
@@ -355,6 +361,11 @@ class Agent:
         self.cancel.check()
         return verdict
 
+    def _instructions_due(self, code: str, edits: StepEdits | None) -> list[InstructionFile]:
+        if self.instructions is None:
+            return []
+        return self.instructions.due(code, [change.path for change in edits.files] if edits else [])
+
     def _observation_text(
         self,
         observation: Observation,
@@ -375,6 +386,7 @@ class Agent:
             steps_left=steps_left,
             notes=edits.warnings if edits else [],
             refused=edits.refused if edits else (),
+            instructions=self._folder_instructions,
             map_update=outline,
             tests=tests,
             accepted=accepted,

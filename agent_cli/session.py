@@ -26,6 +26,7 @@ from agent_cli.checkpoints import RunCheckpoints
 from agent_cli.context import context_window
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_OK, ActsmithError, UsageError
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
+from agent_cli.instructions import RepoInstructions
 from agent_cli.ledger import Ledger
 from agent_cli.model import Model, ModelGate, Retry, check_credentials, make_model
 from agent_cli.protect import ProtectedPaths
@@ -140,6 +141,8 @@ class Session:
                 repo_map=self.repo_map,
                 cancel=self.cancel,
                 summary_model=summary_model,
+                # Read before the first action: what the sandbox writes later is not the user's word.
+                instructions=RepoInstructions.read(self.target.root),
             )
         except BaseException as error:
             self.events.drop()
