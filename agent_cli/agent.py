@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agent_cli.actions import ParsedReply, parse_reply
+from agent_cli.after_edit import AfterEdit
 from agent_cli.cancel import Cancelled, CancelToken
 from agent_cli.context import Condenser, Conversation
 from agent_cli.errors import (
@@ -65,6 +66,7 @@ class AgentConfig:
     max_output_chars: int
     network: bool
     max_context_tokens: int | None  # None: no budget (no condensation)
+    after_edit: str | None = None  # a command run in the sandbox after each step that changed files
 
     @classmethod
     def from_settings(cls, settings: Settings, max_context_tokens: int | None = None) -> AgentConfig:
@@ -76,6 +78,7 @@ class AgentConfig:
             max_output_chars=settings.max_output_chars,
             network=settings.network,
             max_context_tokens=settings.max_context_tokens or max_context_tokens,
+            after_edit=settings.after_edit,
         )
 
 
@@ -90,6 +93,14 @@ class Step:
     observation: Observation | None
     text: str
     usage: Usage
+
+
+@dataclass(frozen=True)
+class StepExtras:
+    """What the harness adds to a step's observation beside the action's own output."""
+
+    instructions: list[InstructionFile] = field(default_factory=list)  # folders' AGENTS.md now due
+    after_edit: str | None = None  # what the after-edit command said
 
 
 @dataclass
@@ -140,7 +151,7 @@ class Agent:
         self.condenser = self._condenser(summary_model or model)
         self._turn_started = time.monotonic()
         self._turn_first_step = 0
-        self._folder_instructions: list[InstructionFile] = []  # due after the step being taken
+        self._extras = StepExtras()  # what the step being taken adds to its observation
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -250,7 +261,8 @@ class Agent:
         timeout = self._action_timeout()
         observation = self.execute(number, parsed, timeout)
         edits = self.ledger.record_step(number) if self.ledger else None
-        self._folder_instructions = self._instructions_due(parsed.code or "", edits)
+        after_edit, edits = self._after_edit(number, edits)
+        self._extras = StepExtras(self._instructions_due(parsed.code or "", edits), after_edit)
         if edits is not None and edits.files:
             self.events.emit(Edited(number, edits.files))
         if self.cancel.cancelled:
@@ -361,6 +373,17 @@ class Agent:
         self.cancel.check()
         return verdict
 
+    def _after_edit(self, number: int, edits: StepEdits | None) -> tuple[str | None, StepEdits | None]:
+        """Run the after-edit command on the files the step changed; what it rewrote joins the step."""
+        command = self.config.after_edit
+        if not command or self.ledger is None or edits is None or self.cancel.cancelled:
+            return None, edits
+        changed = [change.path for change in edits.files if change.status != "deleted"]
+        if not changed:
+            return None, edits
+        said = AfterEdit(command).run(self.sandbox, changed, self._action_timeout(), self.cancel)
+        return said, edits.merged(self.ledger.record_step(number))
+
     def _instructions_due(self, code: str, edits: StepEdits | None) -> list[InstructionFile]:
         if self.instructions is None:
             return []
@@ -386,7 +409,8 @@ class Agent:
             steps_left=steps_left,
             notes=edits.warnings if edits else [],
             refused=edits.refused if edits else (),
-            instructions=self._folder_instructions,
+            instructions=self._extras.instructions,
+            after_edit=self._extras.after_edit,
             map_update=outline,
             tests=tests,
             accepted=accepted,

@@ -130,7 +130,9 @@ def check_instructions(repo: Path) -> Check:
 
     found = RepoInstructions.read(repo).files
     if not found:
-        return Check("agents.md", True, "none (AGENTS.md, AGENT.md, CLAUDE.md or .github/copilot-instructions.md)")
+        return Check(
+            "agents.md", True, "none (AGENTS.md, AGENT.md, CLAUDE.md or .github/copilot-instructions.md)"
+        )
     shown = [f"{item.path}{f' (cut by {item.cut} characters)' if item.cut else ''}" for item in found]
     return Check("agents.md", True, ", ".join(shown))
 

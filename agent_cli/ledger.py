@@ -38,6 +38,12 @@ class StepEdits:
     by_user: bool = False  # edits made outside the agent (between turns of a conversation)
     refused: tuple[str, ...] = ()  # what the harness would not do for this step, one line each
 
+    def merged(self, later: StepEdits) -> StepEdits:
+        """This step's edits followed by more of the same step (what the after-edit command wrote)."""
+        files = {change.path: change for change in self.files}
+        files.update({change.path: change for change in later.files})
+        return StepEdits(self.step, tuple(files.values()), self.by_user, self.refused + later.refused)
+
     @property
     def warnings(self) -> list[str]:
         """Syntax problems this step left, for the step's own observation."""

@@ -117,6 +117,11 @@ class Settings:
         None,
         "A glob of paths the agent may not change, such as 'migrations/**' (repeatable); a change is undone at once.",
     )
+    after_edit: str | None = setting(
+        None,
+        "A command run in the sandbox after each step that changed files, such as 'ruff check --fix {files}' "
+        "({files}: the changed files, quoted); its output is shown to the model.",
+    )
     setup_timeout: float = setting(
         1800.0, "Seconds the environment's setup may take.", low=10, high=7 * 86400
     )

@@ -72,3 +72,34 @@ def test_claude_md_stands_in_for_a_missing_agents_md_and_a_symlinked_one_is_not_
     assert "HOST SECRET VALUE" not in trajectory.read_text()
     doctor = run_cli(["doctor"], repo)
     assert "agents.md  CLAUDE.md" in doctor.stdout
+
+
+def test_the_after_edit_command_runs_on_the_changed_files_and_the_model_sees_it(tmp_path, sandbox_image):
+    # A "formatter" that rewrites tabs and says which files it saw; it exits 1 to show that is not fatal.
+    repo = make_repo(
+        tmp_path / "repo",
+        {
+            "app.py": "x = 1\n",
+            ".actsmith.toml": "after_edit = \"sed -i 's/\\\\t/    /' {files} && echo formatted {files} && exit 1\"\n",
+        },
+    )
+    replies = [
+        "<execute>\nopen('my file.py', 'w').write('def f():\\n\\treturn 1\\n')\n</execute>",
+        "<execute>\nprint(repr(open('my file.py').read()))\n</execute>",
+        "<execute>\nfinish('added f')\n</execute>",
+    ]
+    replay = write_replay(tmp_path / "replay.yaml", replies)
+    trajectory = tmp_path / "t.jsonl"
+    result = run_cli(
+        ["run", "task", "--model", f"replay:{replay}", "--no-tests", "--trajectory", str(trajectory)],
+        repo,
+        env=clean_env(),
+    )
+    assert result.code == 0, result.stderr
+    first, second, _ = (event["text"] for event in result.events("observation"))
+    assert "[After the edit: `sed -i" in first and "exited 1:" in first
+    assert "formatted my file.py" in first
+    assert "'def f():\\n    return 1\\n'" in second  # the formatter's rewrite is on disk
+    assert "After the edit" not in second  # a step that changed nothing runs nothing
+    assert (repo / "my file.py").read_text() == "def f():\n    return 1\n"
+    assert result.events("end")[0]["files_changed"] == ["my file.py"]
