@@ -58,7 +58,6 @@ def _without(noise: tuple[tuple[re.Pattern[str], str], ...], text: str) -> str:
 class FailureGroup:
     """Failing tests with one error signature, in the order the runner reported them."""
 
-    signature: str
     tests: tuple[TestResult, ...]
 
     @property
@@ -88,7 +87,7 @@ def group_failures(tests: list[TestResult]) -> list[FailureGroup]:
     grouped: dict[str, list[TestResult]] = {}
     for test in tests:
         grouped.setdefault(signature(test), []).append(test)
-    groups = [FailureGroup(key, tuple(members)) for key, members in grouped.items()]
+    groups = [FailureGroup(tuple(members)) for members in grouped.values()]
     return sorted(groups, key=lambda group: -group.count)  # stable: ties keep the runner's order
 
 
