@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from agent_cli.actions import ParsedReply, parse_reply
 from agent_cli.after_edit import AfterEdit
 from agent_cli.cancel import Cancelled, CancelToken
-from agent_cli.context import Condenser, Conversation
+from agent_cli.context import DIGEST, Condenser, Conversation
 from agent_cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_LIMIT,
@@ -38,7 +38,7 @@ from agent_cli.events import (
     TaskGiven,
     TurnEnded,
 )
-from agent_cli.model import Model, ModelReply, Usage
+from agent_cli.model import Model, ModelReply, Usage, summary_model_for
 from agent_cli.sandbox import Finish, Observation, RunTests, Sandbox
 from agent_cli.stuck import StuckDetector
 from agent_cli.templates import helper_docs, render
@@ -148,7 +148,7 @@ class Agent:
         self.turn = 0
         self.last_step_number = 0  # steps are numbered across turns; the user's edits take numbers too
         self.stuck = StuckDetector()
-        self.condenser = self._condenser(summary_model or model)
+        self.condenser = self._condenser(summary_model_for(model, summary_model))
         self._turn_started = time.monotonic()
         self._turn_first_step = 0
         self._extras = StepExtras()  # what the step being taken adds to its observation
@@ -161,9 +161,11 @@ class Agent:
         self.last_step_number += 1
         return self.last_step_number
 
-    def _condenser(self, model: Model) -> Condenser | None:
+    def _condenser(self, model: Model | None) -> Condenser | None:
         if not self.config.max_context_tokens:
             return None
+        if model is None:
+            return Condenser(DIGEST, None, self.config.max_context_tokens, self.events)
 
         def complete(messages: list[dict[str, str]]) -> ModelReply:
             left = max(self._time_left(), 1.0)

@@ -137,6 +137,16 @@ def make_model(spec: str, **kwargs: Any) -> Model:
     return LiteLLMModel(spec, **kwargs)
 
 
+def summary_model_for(model: Model, configured: Model | None) -> Model | None:
+    """The model that writes summaries (the condenser's, the test summariser's diagnoses): the configured
+    `summary_model`, else the main model, but never a replay's replies. Those are the coder's script,
+    consumed in order: a summary taking one would shift every later action. None: no model summarises,
+    the harness's own digest (or the raw output) stands in."""
+    if configured is not None:
+        return configured
+    return None if model.name.startswith(REPLAY_PREFIX) else model
+
+
 def check_credentials(spec: str, *, api_base: str | None = None, api_key: str | None = None) -> None:
     """Fail before the run starts, with one line, when the model cannot possibly be called.
 
@@ -496,4 +506,5 @@ __all__ = [
     "Usage",
     "check_credentials",
     "make_model",
+    "summary_model_for",
 ]

@@ -28,7 +28,7 @@ from agent_cli.errors import EXIT_INTERRUPTED, EXIT_OK, ActsmithError, UsageErro
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
 from agent_cli.instructions import RepoInstructions
 from agent_cli.ledger import Ledger
-from agent_cli.model import Model, ModelGate, Retry, check_credentials, make_model
+from agent_cli.model import Model, ModelGate, Retry, check_credentials, make_model, summary_model_for
 from agent_cli.protect import ProtectedPaths
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor, Trajectory
@@ -126,7 +126,7 @@ class Session:
                 self.target, self.branch = self.workspace.create_worktree(self.label, self._branch)
             self._sandbox_start = self._pool.submit(self._start_sandbox)
             self._prepare_map()
-            summary_model = ready.result() or model
+            summary_model = summary_model_for(model, ready.result())
             self.events.release()
             self.ledger = self._start_ledger()
             self.sandbox = self._sandbox_start.result()
@@ -238,7 +238,7 @@ class Session:
         )
         return ledger
 
-    def _start_tests(self, summary_model: Model) -> SuiteRunner:
+    def _start_tests(self, summary_model: Model | None) -> SuiteRunner:
         from agent_cli.testing import build_test_runner
 
         assert self.ledger is not None and self.sandbox is not None
