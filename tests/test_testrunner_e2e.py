@@ -4,6 +4,8 @@ trajectory's model_call events."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import CliRun, make_repo, run_cli, write_replay
 
@@ -111,7 +113,10 @@ def test_a_suite_that_hangs_is_cut_by_its_timeout(calc_repo, tmp_path, sandbox_i
     run = run_replies(calc_repo, tmp_path, [hang, fix], "--test-timeout", "6")
     assert run.code == 0, run.stdout + run.stderr
     report = sent_to_model(run)[1]
-    assert "the tests did not finish within 6 s (stopped in tests/test_calc.py::test_add)" in report
+    # The time it ran is measured (6 s or a little more on a loaded machine), not asserted.
+    assert re.search(
+        r"the tests did not finish within \d+ s \(stopped in tests/test_calc.py::test_add\)", report
+    )
     assert "which did not happen before your first edit" in report
     hung = next(e for e in run.events("tests_run") if e["trigger"] == "finish")
     assert hung["timed_out"] and hung["hung"] == "tests/test_calc.py::test_add"
