@@ -142,6 +142,7 @@ class DockerSandbox:
     layers: tuple[str, ...] = ()  # folders of the environment image layered over the repository mount
     made_mountpoints: list[str] = field(default_factory=list)
     private: Path | None = None  # a host folder of this sandbox's own (sanitized git config copies)
+    read_only: bool = False  # the working tree mounted read-only (plan mode)
     workdir: str = WORKSPACE
     scratch: str = SCRATCH
     python: str = "python3"
@@ -199,7 +200,7 @@ class DockerSandbox:
         stat = self.repo.stat()
         limits = self.limits
         host_config = api.create_host_config(
-            binds=workspace_binds(self.repo, self._private()),
+            binds=workspace_binds(self.repo, self._private(), read_only=self.read_only),
             network_mode="bridge" if limits.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -399,7 +400,12 @@ def docker_factory(settings: Settings, events: EventStream) -> SandboxFactory:
         image = image_for(client, settings, events.notice, before_build=request.ready)
         image, layers = prepare_environment(client, image, settings, request, events)
         return DockerSandbox(
-            client, image, request.root, SandboxLimits.from_settings(settings), layers=layers
+            client,
+            image,
+            request.root,
+            SandboxLimits.from_settings(settings),
+            layers=layers,
+            read_only=request.read_only,
         )
 
     return make

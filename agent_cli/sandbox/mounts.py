@@ -25,10 +25,11 @@ CONFIG_NAMES = ("config", "config.worktree")
 Binds = dict[str, dict[str, str]]
 
 
-def workspace_binds(repo: Path, private: Path) -> Binds:
+def workspace_binds(repo: Path, private: Path, *, read_only: bool = False) -> Binds:
     """The docker binds of a sandbox on `repo`; sanitized config copies are written to `private`, a
-    folder of the host's that only this sandbox uses."""
-    binds: Binds = {str(repo): {"bind": WORKSPACE, "mode": "rw"}}
+    folder of the host's that only this sandbox uses. `read_only` mounts the working tree read-only
+    too (plan mode: the model looks, and changes nothing)."""
+    binds: Binds = {str(repo): {"bind": WORKSPACE, "mode": "ro" if read_only else "rw"}}
     git_entry = repo / ".git"
     if git_entry.is_file():
         # A worktree: its .git file names a git dir by absolute path, so the repository's git dir
