@@ -42,6 +42,10 @@ batch_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(batch_app, name="batch")
+candidates_app = typer.Typer(
+    help="Look at the attempts of a run with --candidates, or take another one.", no_args_is_help=True
+)
+app.add_typer(candidates_app, name="candidates")
 P = ParamSpec("P")
 BATCH_LOG_WIDTH = 160
 
@@ -175,18 +179,26 @@ def interrupts_cancel(token: CancelToken) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _event_stream(json_output: bool) -> tuple[EventStream, Callable[[], None]]:
-    """The consumers a terminal command shows its session through: the rich view, or JSON lines."""
+def _event_stream(json_output: bool, candidates: bool = False) -> tuple[EventStream, Callable[[], None]]:
+    """The consumers a terminal command shows its session through: the rich view (parallel rows for
+    candidates), or JSON lines."""
     from agent_cli.events import EventStream
     from agent_cli.trajectory import stdout_json
-    from agent_cli.ui import TerminalView
 
     events = EventStream()
     if json_output:
         sink = stdout_json()
         events.subscribe(sink)
         return events, sink.close
-    view = TerminalView(_console(), _console(stderr=True))
+    view: Any
+    if candidates:
+        from agent_cli.candidates.render import CandidatesView
+
+        view = CandidatesView(_console(), _console(stderr=True))
+    else:
+        from agent_cli.ui import TerminalView
+
+        view = TerminalView(_console(), _console(stderr=True))
     events.subscribe(view)
     return events, view.close
 
@@ -206,7 +218,8 @@ def run(
     flags: dict[str, Any],
 ) -> None:
     """Solve TASK in the repository, then print what changed."""
-    from agent_cli.session import Session, require_task
+    from agent_cli.candidates import open_session, wants_candidates
+    from agent_cli.session import require_task
     from agent_cli.settings import load_settings
 
     require_task(task)
@@ -214,8 +227,8 @@ def run(
     if flags.get("trajectory") is not None:
         flags["trajectory"] = Path(os.path.abspath(flags["trajectory"]))
     settings = load_settings(workspace.root, flags)
-    events, close_view = _event_stream(json_output)
-    session = Session(settings, workspace, label=task, events=events, task=task)
+    events, close_view = _event_stream(json_output, candidates=wants_candidates(settings))
+    session = open_session(settings, workspace, label=task, events=events, task=task)
     try:
         with interrupts_cancel(session.cancel), session:
             session.run(task)
@@ -241,6 +254,7 @@ def chat(
     """Talk to the agent in this repository: each message is a turn, in one sandbox. /help lists commands."""
     from dataclasses import replace
 
+    from agent_cli.candidates import wants_candidates
     from agent_cli.chat import Chat, Saved
     from agent_cli.chat.loop import chat_loop
     from agent_cli.errors import UsageError
@@ -251,6 +265,11 @@ def chat(
 
     workspace = _open_workspace(repo)
     settings = load_settings(workspace.root, flags)
+    if wants_candidates(settings):  # a repository's config for `run` must not stop a chat
+        _progress(
+            "chat works turn by turn in one sandbox: candidates and designed tests are for run, batch and ci"
+        )
+        settings = replace(settings, candidates=1, design_tests=False)
     saved = Saved.load(workspace) if resume else None
     if resume and saved is None:
         raise UsageError("there is no chat to resume in this repository: start one with `actsmith chat`")
@@ -340,6 +359,59 @@ def undo(
     _console().print(
         f"restored {len(undone.paths)} file(s) to run {undone.run.run_id} {where}; "
         f"`actsmith undo` again brings back what was there"
+    )
+
+
+@candidates_app.command("show")
+@reports_errors
+def candidates_show(
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN", help="The run (its id, as `actsmith runs` lists it).")
+    ],
+    number: Annotated[
+        int | None, typer.Argument(metavar="[N]", help="A candidate: print its change as a diff.")
+    ] = None,
+    repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None,
+) -> None:
+    """The candidates of RUN (how each did, which one was applied), or candidate N's change."""
+    from agent_cli.candidates.commands import candidate_diff, load_record
+    from agent_cli.candidates.render import candidates_table
+
+    workspace = _open_workspace(repo)
+    record = load_record(workspace, run_id)
+    if number is None:
+        _console().print(candidates_table(record.candidates))
+        return
+    candidate = record.candidate(number)
+    _console().print(
+        f"candidate #{number} of run {run_id} ({candidate.model}): {candidate.category}; "
+        f"{'applied: ' if candidate.won else ''}{candidate.why}; ref {candidate.ref or 'none'}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    print(candidate_diff(workspace, record, number), end="")
+
+
+@candidates_app.command("apply")
+@reports_errors
+def candidates_apply(
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN", help="The run (its id, as `actsmith runs` lists it).")
+    ],
+    number: Annotated[int, typer.Argument(metavar="N", help="The candidate to apply.")],
+    repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None,
+) -> None:
+    """Put candidate N's change in the checkout, in place of what RUN applied; `actsmith undo` takes it back."""
+    from agent_cli.candidates.commands import apply_candidate, load_record
+
+    workspace = _open_workspace(repo)
+    applied = apply_candidate(workspace, load_record(workspace, run_id), number)
+    _console().print(
+        f"applied candidate #{number} of run {run_id}: {len(applied.paths)} file(s); "
+        "`actsmith undo` takes it back",
+        markup=False,
+        highlight=False,
     )
 
 

@@ -254,6 +254,7 @@ class Ended(Event):
     branch: str | None = None
     commit: str | None = None
     not_committed: str | None = None
+    candidates: list[Any] | None = None  # --candidates: every attempt, how it did, and which one won
 
 
 # ---------------------------------------------------------------------------------------- the stream

@@ -111,6 +111,7 @@ class Session:
                 settings.model,
                 api_base=settings.api_base,
                 timeout=settings.model_timeout,
+                temperature=settings.temperature,
                 on_retry=self._retried,
                 gate=self._gate,
             )

@@ -130,6 +130,34 @@ class Settings:
         "Let setup see credentials embedded in the host's proxy and package index URLs.",
         from_repo=False,
     )
+    temperature: float | None = setting(
+        None, "Sampling temperature of the model (default: the provider's).", low=0, high=2, cli=False
+    )
+    candidates: int = setting(
+        1,
+        "Attempts run at once, each in its own worktree and sandbox; the tests choose the one applied.",
+        low=1,
+        high=16,
+    )
+    candidate_models: tuple[str, ...] | None = setting(
+        None,
+        "A model for the candidates (repeatable, cycled over them; default: --model).",
+        flag="--candidate-model",
+    )
+    candidate_temperatures: tuple[float, ...] = setting(
+        (0.0, 0.4, 0.8),
+        "A sampling temperature for the candidates (repeatable, cycled over them).",
+        flag="--candidate-temperature",
+        low=0,
+        high=2,
+    )
+    design_tests: bool = setting(
+        False, "Before the candidates start, a test designer writes tests for the task; they help choose."
+    )
+    test_designer_model: str | None = setting(None, "Model of the test designer (default: --model).")
+    keep_designed_tests: bool = setting(
+        False, "Add the designed tests to the change applied (default: they stay in the run folder)."
+    )
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -160,6 +188,11 @@ def value_type(item: Field[Any]) -> type:
     return {"bool": bool, "int": int, "float": float, "Path": Path}.get(kind, str)
 
 
+def item_type(item: Field[Any]) -> type:
+    """The type of each value of a list setting: str, or float for `tuple[float, ...]`."""
+    return float if str(item.type).startswith("tuple[float") else str
+
+
 def flag_name(item: Field[Any]) -> str:
     spec = spec_of(item)
     if spec.flag:
@@ -185,10 +218,11 @@ def check_value(item: Field[Any], value: Any) -> str | None:
             return "not a size such as 512m or 4g (units k, m, g)"
         return "too small: the sandbox needs at least 64m" if size < MIN_MEMORY else None
     spec = spec_of(item)
-    if value_type(item) in (int, float) and (spec.low is not None or spec.high is not None):
+    numbers = value if item_type(item) is float else [value] if value_type(item) in (int, float) else []
+    if numbers and (spec.low is not None or spec.high is not None):
         low, high = spec.low, spec.high
-        too_low = low is not None and (value <= low if spec.above else value < low)
-        too_high = high is not None and value > high
+        too_low = low is not None and any(n <= low if spec.above else n < low for n in numbers)
+        too_high = high is not None and any(n > high for n in numbers)
         if too_low or too_high:
             return f"out of range: {_range_text(spec)}"
     return None
@@ -211,7 +245,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     item = FIELDS[name]
     kind = value_type(item)
     try:
-        converted = _convert(kind, value)
+        converted = _convert(kind, value, item_type(item))
     except (TypeError, ValueError):
         raise UsageError(f"{source}: {name} = {value!r} is not a valid {kind.__name__}") from None
     problem = check_value(item, converted)
@@ -220,7 +254,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     return converted
 
 
-def _convert(kind: type, value: Any) -> Any:
+def _convert(kind: type, value: Any, each: type = str) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -233,6 +267,12 @@ def _convert(kind: type, value: Any) -> Any:
         raise ValueError(value)
     if kind is Path:
         return Path(value)  # literal: no ~ or $VAR expansion
+    if kind is tuple and each is float:
+        # Numbers: a list in TOML, repeated flags, or "0, 0.5" in an environment variable.
+        items = value.replace(",", " ").split() if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not items:
+            raise ValueError(value)
+        return tuple(_convert(float, item) for item in items)
     if kind is tuple:
         # One command per line in an environment variable; a list (or one string) in TOML or flags.
         items = value.splitlines() if isinstance(value, str) else value

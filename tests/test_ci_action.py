@@ -32,7 +32,18 @@ def test_action_inputs_used_are_declared_and_all_declared_are_used():
     text = ACTION.read_text()
     action = yaml.safe_load(text)
     declared = set(action["inputs"])
-    assert declared == {"model", "api-key", "github-token", "label", "allow", "max-cost", "draft"}
+    assert declared == {
+        "model",
+        "api-key",
+        "github-token",
+        "label",
+        "allow",
+        "max-cost",
+        "draft",
+        "candidates",
+        "candidate-models",
+        "design-tests",
+    }
     used = set(re.findall(r"inputs\.([A-Za-z0-9_-]+)", text))
     assert used == declared
 

@@ -37,6 +37,7 @@ from agent_cli.batch.results import (
 from agent_cli.batch.spec import BatchSpec, TaskSpec
 from agent_cli.batch.task import TaskJob, TaskRun
 from agent_cli.cancel import CancelToken
+from agent_cli.candidates.runner import models_of
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_LIMIT, ActsmithError, UsageError
 from agent_cli.events import EventStream
 from agent_cli.settings import Settings, load_settings
@@ -203,7 +204,7 @@ class Driver:
                 prepared.failed.append((task.id, f"cannot clone {task.repo}: {error}"))
                 continue
             settings = load_settings(root, task.settings)
-            if not settings.model:
+            if not all(models_of(settings)):
                 raise UsageError(
                     f"{self.spec.path}: {task.field}: no model (set model at the top or in the task)"
                 )
@@ -278,6 +279,7 @@ class Driver:
             wall_s=run.wall_s,
             node=run.node,
             session_status=run.session_status,
+            candidates=run.candidates,
         )
         self._record(dispatch.folder, result, diff)
         return result
@@ -373,7 +375,8 @@ def _check_models(settings: list[Settings]) -> None:
     """Every model the batch will call can be called (a key is set): said before anything starts."""
     from agent_cli.model import check_credentials
 
-    for model, api_base in sorted({(s.model, s.api_base) for s in settings} | _summary_models(settings)):
+    every = {(model, s.api_base) for s in settings for model in models_of(s)} | _summary_models(settings)
+    for model, api_base in sorted(every):
         check_credentials(model, api_base=api_base)
 
 

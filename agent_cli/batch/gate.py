@@ -95,6 +95,11 @@ class SharedGate:
     providers: dict[str, Provider] = field(default_factory=dict)
     refused_tasks: set[str] = field(default_factory=set)
     unjournaled: list[tuple[str, float]] = field(default_factory=list)  # (task, cost) not yet journaled
+    owner: str = "the batch"  # whose cap it is, and the setting that sets it, in the refusal's words
+    cap_setting: str = "max_cost_total"
+    # A model's first call goes alone, to learn its cost. A few sessions that start together (the
+    # candidates of one run) would wait a whole call for it; they may overshoot by one call each instead.
+    probe_first: bool = True
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -108,7 +113,7 @@ class SharedGate:
             if self.cap is None:
                 return Admission(at=now)
             estimate = self.largest.get(model)
-            if estimate is None and any(r.model == model for r in self.reservations):
+            if estimate is None and self.probe_first and any(r.model == model for r in self.reservations):
                 return Admission(wait_s=PROBE_POLL_S)  # its first call will tell what one costs
             amount = estimate or 0.0
             committed = self.spent + sum(r.amount for r in self.reservations)
@@ -169,7 +174,7 @@ class SharedGate:
     def _refusal(self, committed: float) -> str:
         assert self.cap is not None
         return (
-            f"the batch's cost cap is spent (${committed:.4f} of max_cost_total ${self.cap:.2f}, "
+            f"{self.owner}'s cost cap is spent (${committed:.4f} of {self.cap_setting} ${self.cap:.2f}, "
             "counting calls in flight)"
         )
 

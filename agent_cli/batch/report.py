@@ -47,6 +47,12 @@ class Row:
         cost = self.result.cost if self.result else None
         return "?" if self.result and cost is None else f"${cost or 0:.4f}"
 
+    @property
+    def candidates_table(self) -> str:
+        from agent_cli.candidates.render import markdown_table
+
+        return markdown_table(self.result.candidates) if self.result else ""
+
 
 @dataclass
 class Summary:
@@ -83,7 +89,7 @@ def summarise(out: Path, *, details: bool = False) -> Summary:
             continue
         row = Row(task_id, result.status, result)
         if details:
-            row.steps = read_steps(folder / "trajectory.jsonl")
+            row.steps = read_steps(folder / "trajectory.jsonl", _shown_candidate(result))
             row.diff = _read(folder / "patch.diff", MAX_DIFF_CHARS)
         rows.append(row)
     return Summary(name, out, rows)
@@ -100,8 +106,9 @@ def write_reports(out: Path) -> Path:
     return out / "report.md"
 
 
-def read_steps(trajectory: Path) -> list[Step]:
-    """The steps of the task's last attempt (a trajectory keeps every attempt, each from `start`)."""
+def read_steps(trajectory: Path, candidate: int | None = None) -> list[Step]:
+    """The steps of the task's last attempt (a trajectory keeps every attempt, each from `start`);
+    with candidates, those of one of them (its events carry its number)."""
     if not trajectory.is_file():
         return []
     steps: dict[int, Step] = {}
@@ -109,6 +116,8 @@ def read_steps(trajectory: Path) -> list[Step]:
         try:
             event = json.loads(line)
         except ValueError:
+            continue
+        if event.get("candidate") != candidate:
             continue
         kind = event.get("event")
         if kind == "start":
@@ -120,6 +129,14 @@ def read_steps(trajectory: Path) -> list[Step]:
         elif kind == "observation" and event.get("step") in steps:
             steps[event["step"]].observation = _cut(event.get("text", ""))
     return [steps[number] for number in sorted(steps)]
+
+
+def _shown_candidate(result: TaskResult) -> int | None:
+    """With candidates, whose steps the report shows: the one applied, else the first."""
+    if not result.candidates:
+        return None
+    won = [c["number"] for c in result.candidates if c.get("won")]
+    return won[0] if won else result.candidates[0]["number"]
 
 
 def _latest_run(journal: Path) -> tuple[str, list[str]]:

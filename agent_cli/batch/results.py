@@ -81,6 +81,7 @@ class TaskResult:
     wall_s: float = 0.0
     node: str = ""  # where it ran: this machine, or a Ray node
     session_status: str = ""
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # with `candidates`: every attempt
 
     @property
     def final(self) -> bool:

@@ -33,7 +33,7 @@ MANAGED = {
 }
 TASK_KEYS = ("id", "repo", "task")
 BATCH_KEYS = ("name", "tasks", "task", "repos", "max_cost_total")
-MODEL_SETTINGS = ("model", "summary_model")
+MODEL_SETTINGS = ("model", "summary_model", "test_designer_model", "candidate_models")
 # One path component of a git ref, readable in a shell: what names and ids may be.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/:\s]+@[^/:\s]+:")
@@ -190,6 +190,8 @@ def _settings(path: Path, entry: dict[str, Any], prefix: str, *, exclude: tuple[
         value = setting_value(name, raw, f"{path}: {prefix.rstrip('.') or 'top level'}")
         if name in MODEL_SETTINGS and isinstance(value, str):
             value = _replay_relative(path, field, value)
+        elif name in MODEL_SETTINGS and isinstance(value, tuple):
+            value = tuple(_replay_relative(path, f"{field}[{n}]", model) for n, model in enumerate(value))
         values[name] = value
     return values
 

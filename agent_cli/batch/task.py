@@ -10,18 +10,19 @@ import socket
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent_cli.batch import repos
 from agent_cli.batch.events import SessionWatcher, TaskProgress
 from agent_cli.batch.gate import GateService, TaskGate
 from agent_cli.cancel import CancelToken
+from agent_cli.candidates import open_session
+from agent_cli.candidates.events import Untagged
 from agent_cli.errors import ActsmithError, ModelError
 from agent_cli.events import EventStream
 from agent_cli.gitops import GitError, git
-from agent_cli.session import Session
 from agent_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class TaskRun:
     wall_s: float
     node: str
     refused: bool  # the batch's cost cap refused one of its model calls
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # with `candidates`: every attempt
 
 
 def run_task(
@@ -74,11 +76,11 @@ def run_task(
     drop_stale_worktrees(workspace, job.branch)
     settings = replace(job.settings, worktree=True, commit=False, trajectory=trajectory)
     task_gate = TaskGate(gate, job.id, cancel, settings.api_base)
-    session = Session(
+    session = open_session(
         settings,
         workspace,
         label=job.task,
-        events=EventStream([SessionWatcher(job.id, publish)]),
+        events=EventStream([Untagged(SessionWatcher(job.id, publish))]),
         cancel=cancel,
         branch=job.branch,
         task=job.task,
@@ -111,6 +113,7 @@ def run_task(
         wall_s=round(time.monotonic() - started, 3),
         node=node or socket.gethostname(),
         refused=task_gate.refused,
+        candidates=[asdict(candidate) for candidate in outcome.candidates or []],
     )
 
 

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from agent_cli.candidates.runner import models_of
 from agent_cli.ci.actions_env import ActionsEnv
 from agent_cli.ci.github_api import GitHub, GitHubError, PullLink
 from agent_cli.ci.origin import Origin, prepare_branch
@@ -132,7 +133,8 @@ class CiRun:
             raise UsageError(f"origin has no {plan.source} to work on")
         prepare_branch(workspace, plan.local, start)
         _ensure_identity(workspace)
-        _provide_api_key(settings.model)
+        for model in models_of(settings):
+            _provide_api_key(model)
         self._session(settings, workspace, plan)
         self._deliver(workspace, origin, plan, start)
 
@@ -156,11 +158,11 @@ class CiRun:
         )
 
     def _session(self, settings: Settings, workspace: Workspace, plan: BranchPlan) -> None:
-        from agent_cli.session import Session
+        from agent_cli.candidates import open_session
 
         task = render("ci_task", trigger=self.trigger, repository=self.env.repository)
         # The task names the run id and its commit's message; the branch is the plan's.
-        session = Session(
+        session = open_session(
             settings,
             workspace,
             label=task,

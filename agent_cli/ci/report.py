@@ -118,6 +118,9 @@ class Report:
         return self._render("comment", shown, cut)
 
     def _render(self, place: str, patch: str | None, cut: int | None) -> str:
+        from agent_cli.candidates.render import markdown_table
+
+        candidates = self.ended.candidates if self.ended else None
         return render(
             "ci_report",
             place=place,
@@ -126,6 +129,7 @@ class Report:
             patch=patch,
             cut=cut,
             fence=fence_for(patch or ""),
+            candidates=markdown_table(candidates) if candidates else None,
         )
 
 

@@ -363,7 +363,7 @@ class ReferenceGraph:
         else:
             # A small share of the file's own rank orders the definitions nothing references.
             score += self.rank.get(path, 0.0) / (10 * count)
-            if _is_test_file(path):
+            if is_test_file(path):
                 score *= TEST_FILE_FACTOR
         if name in self.focus_names:
             # Named by the task: shown even if nothing references it yet (it may be brand new).
@@ -376,5 +376,5 @@ _TEST_FILE = re.compile(
 )
 
 
-def _is_test_file(path: str) -> bool:
+def is_test_file(path: str) -> bool:
     return _TEST_FILE.search(path) is not None

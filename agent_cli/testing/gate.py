@@ -294,6 +294,18 @@ class SuiteRunner:
         )
         return TestVerdict(report, passed=False, final=self.final, message=message, usage=usage)
 
+    def judge(self, step: int, time_left: float) -> Comparison | None:
+        """The whole suite on the work as it stands after `step`, against the baseline: what a caller
+        comparing several attempts (candidates) judges them by. The run of an accepted finish() at that
+        step is that already; otherwise the suite runs once more. None without a test command."""
+        if self.command is None:
+            return None
+        latest = self.latest
+        if self.passed and latest is not None and latest.run.scope == "full" and latest.run.step == step:
+            return latest
+        run = self._execute(self.command.command, "judge", step, min(self.timeout, max(time_left, 1.0)))
+        return compare(run, self._baseline_for_comparison(time_left), self.task)
+
     def summary(self) -> TestsSummary:
         if self.command is None:
             return TestsSummary(
