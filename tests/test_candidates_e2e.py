@@ -143,14 +143,19 @@ def test_when_every_candidate_fails_nothing_is_applied_and_the_run_exits_1(tmp_p
     assert "nothing applied" in end["message"] and "the closest" in end["message"]
 
 
-def test_a_candidate_that_edits_a_designed_test_gains_nothing(tmp_path, calc, sandbox_image):
+def test_a_candidate_that_edits_a_designed_test_gains_nothing_and_the_tests_can_be_kept(
+    tmp_path, calc, sandbox_image
+):
     cheat = [
         f"<execute>replace('calc.py', {OLD!r}, {WRONG!r})\n"
         f"replace({DESIGNED!r}, 'clamp(50, 0, 10) == 10', 'clamp(50, 0, 10) == 50')</execute>",
         "<execute>finish('documented clamp; the high test expected 50')</execute>",
     ]
-    run = run_candidates(tmp_path, calc, [edit(WRONG, "documented clamp"), cheat], designer=True)
+    run = run_candidates(
+        tmp_path, calc, [edit(WRONG, "documented clamp"), cheat], "--keep-designed-tests", designer=True
+    )
     assert run.code == 0, run.stdout + run.stderr
+    assert (calc / DESIGNED).read_text() == DESIGNED_TESTS  # applied with the change, as asked
     honest, cheater = the_end(run)["candidates"]
     # Its edit was undone at once, so it passed what the honest one passed, with the same change.
     assert cheater["designed_passed"] == honest["designed_passed"] == 2

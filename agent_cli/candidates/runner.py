@@ -174,13 +174,15 @@ class CandidatesRun:
         with ThreadPoolExecutor(1, thread_name_prefix="actsmith-candidates-check") as checker:
             checks = checker.submit(self._check_models)  # imports litellm (seconds) beside the rest
             try:
+                if self.workspace.head() is None:
+                    raise UsageError("--candidates needs a commit to start the attempts' worktrees from")
                 self.workspace.check_identity()  # every attempt commits its work on its own branch
                 if not settings.worktree:
                     self.lock = self.workspace.lock_in_place()
                 self.run_id = self.workspace.reserve_run_id(self.label)
                 self._open_trajectory()
+                checks.result()  # a model that cannot be called is one line, before anything is recorded
                 self.base = self._start_base()
-                checks.result()
             except BaseException as error:
                 self.close(error)
                 raise
