@@ -395,7 +395,8 @@ class CandidatesRun:
             design.save_copies(root, tip, files, self.workspace.run_dir(self.run_id))
         elif not self.cancel.cancelled:
             self.events.notice(
-                f"the test designer ended {ended.status} with no test file: the candidates run without designed tests",
+                f"the test designer wrote no test file ({ended.status}: {ended.message}); "
+                "the candidates run without designed tests",
                 "warning",
             )
         self.events.emit(TestsDesigned(ended.status, ended.message, files, commit))
