@@ -85,7 +85,9 @@ def main() -> None:
                     wall, own = run_once(Path(tmp), server, f"r{number}-c{candidates}", candidates)
                     walls[candidates].append(wall)
                     runs[candidates].append(own)
-                    print(f"round {number + 1}: {candidates} candidate(s): command {wall:5.1f} s, run {own:5.1f} s")
+                    print(
+                        f"round {number + 1}: {candidates} candidate(s): command {wall:5.1f} s, run {own:5.1f} s"
+                    )
     finally:
         server.stop()
     one, three = statistics.median(walls[1]), statistics.median(walls[3])

@@ -185,8 +185,10 @@ def test_ctrl_c_stops_every_candidate_and_leaves_no_container(tmp_path, calc, sa
     )
     trajectory = tmp_path / "run.jsonl"
     try:
+        # Each action edits its worktree's calc.py, then sleeps: both are running once both edits show.
+        worktrees = calc / ".git" / "actsmith" / "worktrees"
         wait_until(
-            lambda: trajectory.exists() and trajectory.read_text().count('"event": "action"') == 2,
+            lambda: sum("min(low" in path.read_text() for path in worktrees.glob("*/calc.py")) == 2,
             180,
             "both candidates' actions",
         )
