@@ -142,6 +142,9 @@ class CandidatesRun:
         )
         self._tokens: set[CancelToken] = set()
         self._lock = threading.Lock()
+        # Deleting a ref takes git's packed-refs lock, which git waits for only a second: attempts
+        # ending together make and drop their refs one at a time.
+        self._refs = threading.Lock()
         self._tests: dict[int, Any] = {}  # candidate number -> its TestsSummary
         self.started = time.monotonic()
         self.run_id = ""
@@ -465,7 +468,8 @@ class CandidatesRun:
             self._tokens.add(token)
         if self.cancel.cancelled:
             token.cancel(self.cancel.reason)
-        branch = gitrefs.scratch_branch(self.workspace.root, self.run_id, which, start)
+        with self._refs:
+            branch = gitrefs.scratch_branch(self.workspace.root, self.run_id, which, start)
         settings = replace(
             settings,
             worktree=True,
@@ -511,10 +515,11 @@ class CandidatesRun:
 
     def _keep(self, session: Session, which: int | str, branch: str) -> str | None:
         root = self.workspace.root
-        tip = gitrefs.keep(root, self.run_id, which, branch)
-        if session.run_id:
-            with contextlib.suppress(GitError):
-                gitrefs.drop_run_ref(root, session.run_id)
+        with self._refs:
+            tip = gitrefs.keep(root, self.run_id, which, branch)
+            if session.run_id:
+                with contextlib.suppress(GitError):
+                    gitrefs.drop_run_ref(root, session.run_id)
         return tip
 
     def _count(self, ended: Ended) -> None:
