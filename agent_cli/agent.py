@@ -265,8 +265,8 @@ class Agent:
         edits = self.ledger.record_step(number) if self.ledger else None
         after_edit, edits = self._after_edit(number, edits)
         self._extras = StepExtras(self._instructions_due(parsed.code or "", edits), after_edit)
-        if edits is not None and edits.files:
-            self.events.emit(Edited(number, edits.files))
+        if edits is not None and (edits.files or edits.undone):
+            self.events.emit(Edited(number, edits.files, edits.undone))
         if self.cancel.cancelled:
             text = self._observation_text(observation, timeout, edits, None, interrupted=True)
             self._record(number, reply, parsed, observation, text)

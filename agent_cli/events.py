@@ -178,6 +178,7 @@ class Edited(Event):
     name: ClassVar[str] = "edits"
     step: int
     files: Any
+    undone: tuple[str, ...] = ()  # protected paths the step changed, put back by the harness
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from agent_cli.ci.report import Report, RunWatcher
 from agent_cli.ci.trigger import Allowed, Skipped, Trigger, admit, read_trigger
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError, UsageError
 from agent_cli.gitops import git
+from agent_cli.protect import WORKFLOWS, ProtectedPaths
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor
 
@@ -145,6 +146,9 @@ class CiRun:
 
         workspace = Workspace.open(self.env.workspace)
         settings = replace(load_settings(workspace.root, self.options.flags), worktree=True)
+        if not self.options.allow_workflow_changes:
+            # Undone after each step, so the model learns at once; the guard before the push stays.
+            settings = replace(settings, protect=(*(settings.protect or ()), WORKFLOWS))
         plan = self._plan()
         if plan.from_fork and not self.options.setup_on_forks:
             # Setup runs the fork's own install steps (its setup.py, its package.json scripts) with
@@ -211,6 +215,8 @@ class CiRun:
             if session.run_id:  # its trajectory is there even when the session failed to start
                 self.run_dir = workspace.run_dir(session.run_id)
             self.report.ended, self.report.warnings = self.watcher.ended, self.watcher.warnings
+            workflows = ProtectedPaths((WORKFLOWS,))
+            self.report.reverted = [path for path in self.watcher.undone if workflows.match(path)]
         self.exit_code = self.watcher.ended.exit_code if self.watcher.ended else EXIT_USAGE
 
     def _deliver(self, workspace: Workspace, origin: Origin, plan: BranchPlan, start: str | None) -> None:
@@ -226,7 +232,7 @@ class CiRun:
             Defanger(self.env.repository, self.trigger.number),
             allow_workflows=self.options.allow_workflow_changes,
         )
-        self.report.reverted = guarded.reverted
+        self.report.reverted += [path for path in guarded.reverted if path not in self.report.reverted]
         if guarded.commit is None:
             return  # only workflow files changed: nothing to deliver
         self.report.commit = guarded.commit

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_cli.ci.defang import Defanger, code_span, fence_for
-from agent_cli.events import Ended, Event, Notice
+from agent_cli.events import Edited, Ended, Event, Notice
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor
 from agent_cli.ui import format_cost
@@ -48,12 +48,15 @@ class RunWatcher:
 
     ended: Ended | None = None
     warnings: list[str] = field(default_factory=list)
+    undone: list[str] = field(default_factory=list)  # protected paths the harness put back
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Ended):
             self.ended = event
         elif isinstance(event, Notice) and event.level == "warning":
             self.warnings.append(event.message)
+        elif isinstance(event, Edited):
+            self.undone += [path for path in event.undone if path not in self.undone]
 
 
 @dataclass
