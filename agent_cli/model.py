@@ -19,7 +19,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -290,7 +290,7 @@ class LiteLLMModel:
         self.on_retry = on_retry
         self.gate = gate
         self.prompt_caching = prompt_caching  # mark cache breakpoints where the provider needs them
-        self._marks_cache: bool | None = None  # known once litellm is imported
+        self._marks_cache: bool | None = None  # asked of litellm at the first request (its import is slow)
 
     def complete(self, messages: list[dict[str, str]], *, timeout: float | None = None) -> ModelReply:
         """One reply, retrying transient failures (429, 5xx, timeouts, connection errors, bad bodies),
@@ -431,12 +431,12 @@ def needs_cache_breakpoints(spec: str, api_base: str | None = None) -> bool:
     """Whether the provider caches a prompt only up to the blocks marked with ``cache_control``:
     Anthropic's API, and Claude on Bedrock or Vertex AI (litellm turns the marks into theirs)."""
     try:
-        model, provider, _, _ = import_litellm().get_llm_provider(model=spec, api_base=api_base)
-    except Exception:
+        provider = _provider_of(spec, api_base)
+    except ModelError:
         return False
     if provider in CACHE_MARKED_PROVIDERS:
         return True
-    return provider in CLAUDE_HOST_PROVIDERS and "claude" in str(model).lower()
+    return provider in CLAUDE_HOST_PROVIDERS and "claude" in spec.lower()
 
 
 def with_cache_breakpoints(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
@@ -457,17 +457,12 @@ def _breakpoints(messages: list[dict[str, str]]) -> set[int]:
     system = [index for index, message in enumerate(messages) if message["role"] == "system"][:1]
     stable = [index for index in range(len(messages) - 1) if messages[index]["role"] != "system"]
     latest = stable[-1:]
-    previous = [index for index in stable if latest and index == latest[0] - 2]
+    previous = [index - 2 for index in latest if index - 2 in stable]
     return set([*system, *latest, *previous][:MAX_CACHE_BREAKPOINTS])
 
 
-def _with_mark(message: Mapping[str, Any]) -> dict[str, Any]:
-    content = message.get("content")
-    if isinstance(content, list) and content:
-        blocks = [*content[:-1], {**content[-1], "cache_control": EPHEMERAL}]
-    else:
-        blocks = [{"type": "text", "text": str(content or ""), "cache_control": EPHEMERAL}]
-    return {**message, "content": blocks}
+def _with_mark(message: dict[str, str]) -> dict[str, Any]:
+    return {**message, "content": [{"type": "text", "text": message["content"], "cache_control": EPHEMERAL}]}
 
 
 def _content_of(response: Any) -> str:
@@ -593,5 +588,7 @@ __all__ = [
     "Usage",
     "check_credentials",
     "make_model",
+    "needs_cache_breakpoints",
     "summary_model_for",
+    "with_cache_breakpoints",
 ]
