@@ -113,6 +113,7 @@ class Session:
                 timeout=settings.model_timeout,
                 on_retry=self._retried,
                 gate=self._gate,
+                prompt_caching=settings.prompt_caching,
             )
             ready = self._pool.submit(self._check_models)  # imports litellm (seconds) beside the rest
             self._ready = ready

@@ -99,6 +99,11 @@ class Settings:
     summary_model: str | None = setting(
         None, "Model that condenses long test output and old steps (default: --model)."
     )
+    prompt_caching: bool = setting(
+        True,
+        "Mark the prompt's stable prefix for the provider's cache where it needs marks (Anthropic, Claude on "
+        "Bedrock and Vertex); others cache it on their own.",
+    )
     max_context_tokens: int | None = setting(
         None,
         "Token budget of every prompt; older steps are condensed past it (default: the model's window).",

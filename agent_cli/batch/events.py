@@ -71,6 +71,7 @@ class BatchEnded(Event):
     wall_s: float
     report: str
     reason: str = ""  # why it stopped early: the cost cap, an interrupt
+    usage: Any = None  # the tokens of every task's model calls, cache reads and writes included
 
 
 class SessionWatcher:

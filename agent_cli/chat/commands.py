@@ -106,7 +106,12 @@ def switch_model(chat: Chat, argument: str, console: Console) -> bool:
     settings = chat.session.settings
     try:
         check_credentials(name, api_base=settings.api_base)
-        chat.agent.model = make_model(name, api_base=settings.api_base, timeout=settings.model_timeout)
+        chat.agent.model = make_model(
+            name,
+            api_base=settings.api_base,
+            timeout=settings.model_timeout,
+            prompt_caching=settings.prompt_caching,
+        )
     except ActsmithError as error:
         console.print(f"[red]{escape(str(error))}[/]")
         return True
@@ -115,11 +120,11 @@ def switch_model(chat: Chat, argument: str, console: Console) -> bool:
 
 
 def show_cost(chat: Chat, argument: str, console: Console) -> bool:
-    from agent_cli.ui import format_cost
+    from agent_cli.ui import format_cost, format_tokens
 
     usage = chat.agent.usage
     console.print(
-        f"{usage.prompt_tokens:,} tokens in, {usage.completion_tokens:,} out, {format_cost(usage.cost)} "
+        f"{format_tokens(usage)}, {format_cost(usage.cost)} "
         f"({chat.agent.turn} turn(s), {len(chat.agent.steps)} step(s))"
     )
     return True
