@@ -28,6 +28,7 @@ from agent_cli.errors import EXIT_INTERRUPTED, EXIT_OK, ActsmithError, UsageErro
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
 from agent_cli.ledger import Ledger
 from agent_cli.model import Model, ModelGate, Retry, check_credentials, make_model
+from agent_cli.safe_paths import PathRefused
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor, Trajectory
 
@@ -161,9 +162,11 @@ class Session:
         )
 
     def _open_trajectory(self) -> None:
-        path = self.settings.trajectory or self.workspace.run_dir(self.run_id) / "trajectory.jsonl"
+        path = self.settings.trajectory or self.workspace.run_path(self.run_id) / "trajectory.jsonl"
         try:
-            self.trajectory = Trajectory(path, self.redactor)
+            self.trajectory = Trajectory(path, self.redactor, self.workspace.root)
+        except PathRefused as error:  # planted by an earlier run's sandbox
+            raise UsageError(f"cannot write the trajectory at {path}: {error} (remove it)") from None
         except OSError as error:
             raise UsageError(f"cannot write the trajectory at {path}: {error.strerror or error}") from None
         self.events.subscribe(self.trajectory)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from agent_cli.errors import UsageError
 from agent_cli.gitops import GitError, git, has_ref, nul_joined, open_repo
+from agent_cli.safe_paths import make_dirs
 
 if TYPE_CHECKING:
     import git as gitpython
@@ -100,10 +101,14 @@ class Workspace:
             prefix = "" if not existing or existing.endswith("\n") else "\n"
             exclude.write_text(existing + prefix + line + "\n")
 
+    def run_path(self, run_id: str) -> Path:
+        """Where a run keeps its logs: .actsmith/runs/<run id>, inside the mount."""
+        return self.root / RUNS_DIR / "runs" / run_id
+
     def run_dir(self, run_id: str) -> Path:
-        path = self.root / RUNS_DIR / "runs" / run_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """The run's log folder, made without following a link the sandbox could have planted."""
+        make_dirs(self.root, f"{RUNS_DIR}/runs/{run_id}")
+        return self.run_path(run_id)
 
     def lock_in_place(self) -> InPlaceLock:
         """Only one session may edit this working tree at a time; `--worktree` runs go beside it."""
