@@ -26,6 +26,7 @@ from agent_cli.checkpoints import RunCheckpoints
 from agent_cli.context import context_window
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_OK, ActsmithError, UsageError
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
+from agent_cli.ignored import IgnoredChange, IgnoredFiles
 from agent_cli.ledger import Ledger
 from agent_cli.model import Model, ModelGate, Retry, check_credentials, make_model
 from agent_cli.safe_paths import PathRefused
@@ -81,6 +82,8 @@ class Session:
         self.trajectory: Trajectory | None = None
         self.lock: InPlaceLock | None = None
         self.ledger: Ledger | None = None
+        self.ignored: IgnoredFiles | None = None  # ignored files as the run found them (in place)
+        self.ignored_changed: list[IgnoredChange] = []
         self.sandbox: Sandbox | None = None
         self.tests: SuiteRunner | None = None
         self.repo_map: RepoMap | None = None
@@ -128,6 +131,8 @@ class Session:
             summary_model = ready.result() or model
             self.events.release()
             self.ledger = self._start_ledger()
+            if self.branch is None:  # a run in its own worktree cannot reach the checkout's files
+                self.ignored = IgnoredFiles.snapshot(self.target.root, self.run_id)  # as the sandbox starts
             self.sandbox = self._sandbox_start.result()
             self.tests = self._start_tests(summary_model)
             self.agent = Agent(
@@ -274,6 +279,7 @@ class Session:
             self.tests.close()
         if self.repo_map is not None:
             self.repo_map.close()
+        self.ignored_changed = self._ignored_changes()
         final = self.ledger.close(status) if self.ledger is not None else None
         commit, not_committed = None, None
         if final is not None and (self.settings.worktree or self.settings.commit):
@@ -300,6 +306,16 @@ class Session:
                 self.sandbox = self._sandbox_start.result()
         if self.sandbox is not None:
             self.sandbox.close()
+
+    def _ignored_changes(self) -> list[IgnoredChange]:
+        """The ignored files the run touched, once the sandbox is gone; a failure to look is said."""
+        if self.ignored is None:
+            return []
+        try:
+            return self.ignored.finish()
+        except (ActsmithError, OSError) as error:
+            self.events.notice(f"ignored files: could not compare them with the start: {error}", "warning")
+            return []
 
     def _final_status(self, error: BaseException | None) -> tuple[str, int, str]:
         if isinstance(error, KeyboardInterrupt | Cancelled):
@@ -345,7 +361,8 @@ class Session:
         changed = self.workspace.changed_files(base, final_tree) if base and final_tree else []
         stat = self.workspace.diff_stat(base, final_tree) if base and final_tree and changed else ""
         agent = self.agent
-        undo = f"actsmith undo --run {self.run_id}" if changed and self.branch is None else None
+        touched = changed or self.ignored_changed
+        undo = f"actsmith undo --run {self.run_id}" if touched and self.branch is None else None
         tests = self.tests.summary() if self.tests is not None else None
         return Ended(
             run_id=self.run_id,
@@ -364,6 +381,7 @@ class Session:
             branch=self.branch,
             commit=commit,
             not_committed=not_committed,
+            ignored_changed=self.ignored_changed,
         )
 
     # ------------------------------------------------------------------------------ the work

@@ -25,6 +25,7 @@ from agent_cli.events import (
     StepStarted,
     TurnEnded,
 )
+from agent_cli.ignored import summary_line
 
 OBSERVATION_LINES = 25
 
@@ -161,6 +162,8 @@ def render_summary(console: Console, end: Ended) -> None:
     changed = len(end.files_changed)
     files = f"{changed} file{'s' if changed != 1 else ''} changed" if changed else "no files changed"
     parts += [Text(""), Text(end.diff_stat or files, style="dim")]
+    if end.ignored_changed:
+        parts.append(Text(summary_line(end.ignored_changed), style="yellow"))
     console.print(Panel(Group(*parts), title="actsmith", border_style=status_style))
 
 
