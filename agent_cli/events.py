@@ -11,7 +11,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from agent_cli.ignored import IgnoredChange
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,7 @@ class Ended(Event):
     branch: str | None = None
     commit: str | None = None
     not_committed: str | None = None
+    ignored_changed: list[IgnoredChange] = field(default_factory=list)  # files .gitignore hides
 
 
 # ---------------------------------------------------------------------------------------- the stream

@@ -10,13 +10,14 @@ The conversation is saved after every turn, so `--resume` goes on with it in a n
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_cli.chat.turns import Turns
 from agent_cli.context import Conversation
+from agent_cli.errors import UsageError
+from agent_cli.safe_paths import read_text, write_atomic
 from agent_cli.templates import render
 
 if TYPE_CHECKING:
@@ -27,10 +28,7 @@ if TYPE_CHECKING:
     from agent_cli.workspace import Workspace
 
 CHAT_DIR = Path(".actsmith") / "chat"
-
-
-def saved_path(workspace: Workspace) -> Path:
-    return workspace.root / CHAT_DIR / "session.json"
+SAVED = CHAT_DIR / "session.json"  # in the mount: read and written through safe_paths
 
 
 @dataclass
@@ -45,7 +43,7 @@ class Saved:
     @classmethod
     def load(cls, workspace: Workspace) -> Saved | None:
         try:
-            data = json.loads(saved_path(workspace).read_text())
+            data = json.loads(read_text(workspace.root, SAVED))
             return cls(
                 data["trajectory"], data["conversation"], int(data["last_step_number"]), data["requests"]
             )
@@ -53,11 +51,10 @@ class Saved:
             return None
 
     def save(self, workspace: Workspace) -> None:
-        path = saved_path(workspace)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.__dict__))
-        os.replace(temporary, path)  # never half written, whatever stops us
+        try:
+            write_atomic(workspace.root, SAVED, json.dumps(self.__dict__).encode())  # never half written
+        except OSError as error:
+            raise UsageError(f"cannot save the conversation in {SAVED}: {error}") from None
 
 
 @dataclass
