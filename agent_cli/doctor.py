@@ -106,20 +106,23 @@ def check_setup(client: docker.DockerClient, settings: Settings, repo: Path) -> 
 
     from agent_cli.sandbox.image import image_tag
     from agent_cli.setup import plan_setup
-    from agent_cli.setup.environment import environment_tag
+    from agent_cli.setup.environment import environment_key, reusable
 
     plan = plan_setup(settings.setup, repo)
     if plan.empty:
         return Check("setup", True, f"none ({plan.reason})")
     what = f"{' && '.join(plan.commands)} ({plan.reason})"
     try:
-        tag = environment_tag(client, settings.image or image_tag(settings.base_image), plan, repo)
-        client.images.get(tag)
+        key = environment_key(
+            client, settings.image or image_tag(settings.base_image), plan, root=repo, repo=repo
+        )
     except ImageNotFound:
+        key = None  # no sandbox image yet: no environment either
+    if key is None or not reusable(client, key):
         return Check(
             "setup", True, f"{what}; the first run builds its environment (or: actsmith sandbox setup)"
         )
-    return Check("setup", True, f"{what}; environment {tag} is ready")
+    return Check("setup", True, f"{what}; environment {key.tag} is ready")
 
 
 def check_leftovers(client: docker.DockerClient) -> Check:

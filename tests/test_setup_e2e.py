@@ -72,6 +72,7 @@ def run_attrs(repo: Path, tmp_path: Path, replies: list[str], name: str) -> CliR
     return run_cli([*args, "--test-cmd", tests], repo, timeout=900)
 
 
+@pytest.mark.timeout(900)  # two runs with a baseline each, on a shared 2-core machine
 def test_a_real_project_gets_its_dependencies_and_the_gate_catches_a_broken_function(attrs_repo, tmp_path):
     first = run_attrs(attrs_repo, tmp_path, [BREAK_HAS, RESTORE_HAS], "first")
     assert first.code == 0, first.stdout + first.stderr

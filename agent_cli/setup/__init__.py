@@ -2,6 +2,7 @@
 
 detect.py       what to run (configured `setup`, or detected per ecosystem), and why
 network.py      the host's proxy, index settings and CA bundle, for the setup container only
+confine.py      what the setup container may do: capabilities, limits, the addresses it cannot reach
 environment.py  build or reuse `actsmith-env:<hash>`; prune old ones
 """
 
@@ -43,6 +44,8 @@ def prepare_environment(
 ) -> tuple[str, tuple[str, ...]]:
     """The image a session's sandbox starts from, and the folders to layer over its mount: the
     sandbox image itself when setup has nothing to do."""
+    from agent_cli.sandbox import SandboxLimits
+
     plan = plan_setup(settings.setup, request.root)
     if plan.empty:
         events.emit(SetupDone([], plan.reason, sandbox_image, reused=True, seconds=0.0))
@@ -63,15 +66,17 @@ def prepare_environment(
         repo=request.repo,
         snapshot=request.snapshot,
         network=network,
+        limits=SandboxLimits.from_settings(settings),
         timeout=settings.setup_timeout,
-        log_dir=request.repo / ".actsmith" / "setup",
         say=events.notice,
         progress=lambda step, of, command, line: events.emit(SetupProgress(step, of, command, line)),
         rebuild=rebuild,
         before_build=request.ready,
     )
     if not environment.built:
-        events.notice(f"setup: reusing {environment.image} (same commands, manifests and sandbox image)")
+        events.notice(
+            f"setup: reusing {environment.image} (same repository, commands, manifests and sandbox image)"
+        )
     events.emit(
         SetupDone(
             commands=list(plan.commands),

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,11 @@ MANIFEST_NAMES = (
     "Cargo.lock",
 )
 REQUIREMENTS = re.compile(r"^requirements[\w.-]*\.(txt|in)$")
+PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+# A requirements line naming another file (`-r base.txt`, `--constraint=c.txt`) or a local project
+# (`-e ./pkg`, `./pkg[extra]`, `file:./pkg`).
+INCLUDE = re.compile(r"^(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+|(?=[^\s-]))(\S+)")
+LOCAL_PROJECT = re.compile(r"^(?:(?:-e|--editable)(?:\s*=\s*|\s+))?(?:file:)?(\.{1,2}(?:/\S*)?)$")
 TEST_EXTRAS = ("test", "tests", "testing")
 DEV_EXTRAS = ("dev", "develop", "development")
 # A shell function each setup command may call to install a missing toolchain from the image's
@@ -65,7 +72,7 @@ class SetupPlan:
 
 def plan_setup(configured: tuple[str, ...] | None, root: Path) -> SetupPlan:
     """The configured commands (an empty list: no setup), or the ones detected from `root`."""
-    manifests = tuple(found_manifests(root))
+    manifests = tuple(setup_inputs(root, found_manifests(root)))
     if configured is not None:
         reason = "configured (setup)" if configured else "turned off (--no-setup or setup = [])"
         node = (root / "package.json").is_file() and bool(configured)
@@ -91,6 +98,82 @@ def found_manifests(root: Path) -> list[str]:
     if folder.is_dir():
         names += sorted(f"requirements/{p.name}" for p in folder.iterdir() if p.suffix in (".txt", ".in"))
     return names
+
+
+def setup_inputs(root: Path, manifests: Iterable[str]) -> list[str]:
+    """Every repository file setup reads that its manifests name: the manifests, the files their
+    requirements include (-r, -c), the local projects they install (-e ./pkg) and a local build
+    backend ([build-system] backend-path), so a change to any of them makes a new environment."""
+    found: list[str] = []
+    pending = list(manifests)
+    while pending:
+        name = pending.pop(0)
+        if name in found:
+            continue
+        found.append(name)
+        if name.endswith((".txt", ".in")):
+            pending += _requirement_inputs(root, name)
+        elif Path(name).name == "pyproject.toml":
+            pending += _backend_inputs(root, Path(name).parent)
+    return found
+
+
+def repository_path(root: Path, name: str) -> Path | None:
+    """`root/name` when `name` stays inside the repository, without following a symbolic link out
+    of it (a link's own text is what setup's copy of the repository holds)."""
+    normal = os.path.normpath(name)
+    if os.path.isabs(normal) or normal == ".." or normal.startswith("../"):
+        return None
+    path = root / normal
+    if path.is_symlink() or not path.exists():
+        return path
+    return path if path.resolve().is_relative_to(root.resolve()) else None
+
+
+def read_input(root: Path, name: str) -> bytes:
+    """What setup finds at `name` in its copy of the repository: the file's bytes, a link's target."""
+    path = repository_path(root, name)
+    if path is None:
+        return b"(outside the repository)"
+    if path.is_symlink():
+        return b"symlink:" + os.fsencode(os.readlink(path))
+    return path.read_bytes() if path.is_file() else b""
+
+
+def _requirement_inputs(root: Path, name: str) -> list[str]:
+    """The files and local projects a requirements file names. Included files are relative to the
+    file naming them; local projects to the repository root, where setup runs pip."""
+    included: list[str] = []
+    for line in read_input(root, name).decode(errors="replace").splitlines():
+        line = re.sub(r"(^|\s)#.*", "", line).strip()
+        include = INCLUDE.match(line)
+        if include:
+            included.append(os.path.normpath(str(Path(name).parent / include.group(1))))
+            continue
+        local = LOCAL_PROJECT.match(re.sub(r"\[.*\]$", "", line))
+        if local:
+            folder = os.path.normpath(local.group(1))
+            included += [os.path.normpath(f"{folder}/{file}") for file in PROJECT_FILES]
+    return [name for name in included if repository_path(root, name) is not None]
+
+
+def _backend_inputs(root: Path, project: Path) -> list[str]:
+    """The module files of an in-tree build backend (`backend-path = ["_build"]`, `build-backend =
+    "backend"`), not every file of its folder (often the project's root)."""
+    try:
+        system = tomllib.loads(read_input(root, str(project / "pyproject.toml")).decode()).get("build-system")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []
+    if not isinstance(system, dict) or not isinstance(system.get("backend-path"), list):
+        return []
+    module = str(system.get("build-backend") or "").split(":")[0].replace(".", "/")
+    files = []
+    for folder in system["backend-path"]:
+        if not module or not isinstance(folder, str):
+            continue
+        base = project / folder / module
+        files += [os.path.normpath(f"{base}.py"), os.path.normpath(f"{base}/__init__.py")]
+    return [name for name in files if repository_path(root, name) is not None]
 
 
 # --------------------------------------------------------------------------------------------- Python
