@@ -32,16 +32,16 @@ def tree(tmp_path, files: dict[str, str]):
 @pytest.mark.parametrize(
     "files, commands, why",
     [
-        ({"pyproject.toml": PYPROJECT_WITH_EXTRAS}, ["python -m pip install -e '.[tests]'"], "extras tests"),
+        ({"pyproject.toml": PYPROJECT_WITH_EXTRAS}, ["python -m pip install -e '.[tests]'"], ".[tests]"),
         (
             {"setup.cfg": "[metadata]\nname = d\n[options.extras_require]\ntesting = pytest\n"},
             ["python -m pip install -e '.[testing]'"],
-            "extras testing",
+            ".[testing]",
         ),
         (
             {"setup.py": "setup(name='d', extras_require={'dev': ['pytest'], 'yaml': ['pyyaml']})\n"},
             ["python -m pip install -e '.[dev]'"],
-            "extras dev",
+            ".[dev]",
         ),
         (
             {
@@ -49,11 +49,8 @@ def tree(tmp_path, files: dict[str, str]):
                 "requirements.txt": "six\n",
                 "requirements-dev.txt": "pytest\n",
             },
-            [
-                "python -m pip install -e '.'",
-                "python -m pip install -r requirements-dev.txt",
-                "python -m pip install -r requirements.txt",
-            ],
+            # setup.py declares no dependencies: requirements.txt holds them
+            ["python -m pip install -r requirements.txt -r requirements-dev.txt -e ."],
             "requirements-dev.txt",
         ),
         (
@@ -113,7 +110,7 @@ def test_setup_is_detected_per_ecosystem_with_its_reason(tmp_path, files, comman
 
 def test_node_modules_is_a_layer_and_ecosystems_add_up(tmp_path):
     files = {"package.json": json.dumps({"dependencies": {"a": "1"}}), "requirements.txt": "six\n"}
-    plan = plan_setup(None, tree(tmp_path, files))
+    plan = plan_setup(None, tree(tmp_path, files), "npm test")  # tests that need Node
     assert plan.commands[0] == "python -m pip install -r requirements.txt" and "npm install" in plan.commands
     assert plan.layers == ("node_modules",)
 
@@ -217,7 +214,7 @@ def test_every_file_setup_reads_that_the_manifests_name_keys_the_environment(tmp
 
 
 def test_a_link_in_the_repository_is_read_as_a_link_never_followed_out(tmp_path):
-    from agent_cli.setup.detect import read_input
+    from agent_cli.setup.inputs import read_input
 
     secret = tmp_path / "host-secret.txt"
     secret.write_text("host data\n")

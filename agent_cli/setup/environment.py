@@ -27,19 +27,21 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from agent_cli.errors import EnvironmentProblem
 from agent_cli.gitops import GitError, git
 from agent_cli.setup.confine import blocked_destinations, network_gate, setup_host_config
-from agent_cli.setup.detect import TOOLCHAIN_PRELUDE, SetupPlan, read_input
+from agent_cli.setup.detect import TOOLCHAIN_PRELUDE, SetupPlan
+from agent_cli.setup.inputs import read_input
 from agent_cli.setup.network import HostNetwork, split_credentials
 
 if TYPE_CHECKING:
     import docker
 
+    from agent_cli.cancel import CancelToken
     from agent_cli.sandbox import SandboxLimits
 
 ENV_REPO = "actsmith-env"
@@ -63,6 +65,7 @@ RUN_ENV = {"GOPROXY": "off", "GOFLAGS": "-mod=mod", "CARGO_NET_OFFLINE": "true"}
 MARKER = "@@actsmith-setup"
 TAIL_LINES = 12
 PROGRESS_EVERY_S = 0.2
+WATCH_EVERY_S = 0.2
 
 Say = Callable[[str], None]
 Progress = Callable[[int, int, str, str], None]  # step, of, command, latest output line
@@ -124,9 +127,9 @@ def environment_key(
     ]
     parts += [(f"manifest:{name}", read_input(root, name)) for name in plan.manifests]
     for label, data in parts:
-        for field in (label.encode(), data):
-            digest.update(len(field).to_bytes(8, "big"))
-            digest.update(field)
+        for chunk in (label.encode(), data):
+            digest.update(len(chunk).to_bytes(8, "big"))
+            digest.update(chunk)
     full = digest.hexdigest()
     return EnvironmentKey(f"{ENV_REPO}:{full[:12]}", full, identity)
 
@@ -143,40 +146,89 @@ def reusable(client: docker.DockerClient, key: EnvironmentKey) -> bool:
     return labels.get(ENV_LABEL) == key.digest and labels.get(IDENTITY_LABEL) == key.identity
 
 
+class SetupFailed(EnvironmentProblem):
+    """A setup command failed (or was stopped by a timeout): which one, why, and where its log is."""
+
+    def __init__(self, command: str, detail: str, log: Path | None, *, remembered: bool = False) -> None:
+        self.command, self.detail, self.log, self.remembered = command, detail, log, remembered
+        where = f" (full log: {log})" if log else ""
+        super().__init__(
+            f"setup failed: `{command}` {detail}{where}; fix the command or set setup (--setup CMD, --no-setup)"
+        )
+
+    def record(self) -> dict[str, object]:
+        return {"command": self.command, "detail": self.detail, "log": str(self.log) if self.log else None}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything a build needs besides its plan."""
+
+    client: docker.DockerClient
+    sandbox_image: str
+    root: Path  # the tree whose files the plan reads
+    repo: Path  # the user's checkout: its identity, and where logs go
+    snapshot: Callable[[], bytes]
+    network: HostNetwork
+    limits: SandboxLimits
+    timeout: float
+    idle_timeout: float
+    say: Say
+    progress: Progress
+    cancel: CancelToken | None = None
+    before_build: Callable[[], None] = lambda: None
+
+
 def ensure_environment(
-    client: docker.DockerClient,
-    sandbox_image: str,
-    plan: SetupPlan,
-    *,
-    root: Path,
-    repo: Path,
-    snapshot: Callable[[], bytes],
-    network: HostNetwork,
-    limits: SandboxLimits,
-    timeout: float,
-    say: Say,
-    progress: Progress,
-    rebuild: bool = False,
-    before_build: Callable[[], None] = lambda: None,
+    context: BuildContext, plan: SetupPlan, *, rebuild: bool = False, remember: bool = False
 ) -> Environment:
     """The environment image for this plan: reused when its inputs are unchanged, else built
-    (`before_build` runs first) with its log under `repo`/.actsmith/setup."""
+    (`before_build` runs first) with its log under `repo`/.actsmith/setup. With `remember` (a
+    detected plan), a failure is recorded by the inputs' hash, and a recorded one is raised again at
+    once instead of building (SetupFailed.remembered) unless `rebuild`."""
     started = time.monotonic()
-    key = environment_key(client, sandbox_image, plan, root=root, repo=repo)
+    client = context.client
+    key = environment_key(client, context.sandbox_image, plan, root=context.root, repo=context.repo)
     if not rebuild and reusable(client, key):
         return Environment(key.tag, plan.layers, False, time.monotonic() - started, None)
-    before_build()
-    with _build_lock(key, say):
+    if remember and not rebuild:
+        _raise_remembered(key)
+    context.before_build()
+    with _build_lock(key, context.say):
         if not rebuild and reusable(client, key):  # built by another session while we waited
             return Environment(key.tag, plan.layers, False, time.monotonic() - started, None)
-        log = repo.joinpath(*LOG_FOLDER, f"{key.name}.log")
-        say(f"setup: building {key.tag} for this repository ({len(plan.commands)} command(s); log: {log})")
-        with open_log(repo, f"{key.name}.log", say) as out:
-            build = Build(client, sandbox_image, plan, network, limits, timeout, out, log, say, progress)
-            build.run(key, repo, snapshot())
+        log = context.repo.joinpath(*LOG_FOLDER, f"{key.name}.log")
+        context.say(
+            f"setup: building {key.tag} for this repository ({len(plan.commands)} command(s); log: {log})"
+        )
+        try:
+            with open_log(context.repo, f"{key.name}.log", context.say) as out:
+                Build(context, plan, out, log).run(key)
+        except SetupFailed as failure:
+            if remember:
+                _failure_record(key).write_text(json.dumps(failure.record()))
+            raise
+        _failure_record(key).unlink(missing_ok=True)
     seconds = time.monotonic() - started
-    say(f"setup: built {key.tag} in {seconds:.1f}s")
+    context.say(f"setup: built {key.tag} in {seconds:.1f}s")
     return Environment(key.tag, plan.layers, True, seconds, log)
+
+
+def _failure_record(key: EnvironmentKey) -> Path:
+    from agent_cli.sandbox.image import cache_dir
+
+    folder = cache_dir() / "setup-failures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{key.digest}.json"
+
+
+def _raise_remembered(key: EnvironmentKey) -> None:
+    try:
+        record = json.loads(_failure_record(key).read_text())
+    except (OSError, ValueError):
+        return
+    log = Path(record["log"]) if record.get("log") else None
+    raise SetupFailed(str(record.get("command", "?")), str(record.get("detail", "")), log, remembered=True)
 
 
 def open_log(repo: Path, name: str, say: Say) -> IO[str]:
@@ -218,68 +270,78 @@ def _subfolder(parent: int, name: str, repo: Path, say: Say) -> int:
 
 @dataclass
 class Build:
-    """One environment build: a confined container from the sandbox image, the commands run in it,
-    the result committed."""
+    """One environment build: a confined container from the sandbox image, the commands run in it
+    (watched for the total and idle timeouts and for cancellation), the result committed."""
 
-    client: docker.DockerClient
-    sandbox_image: str
+    context: BuildContext
     plan: SetupPlan
-    network: HostNetwork
-    limits: SandboxLimits
-    timeout: float
     log: IO[str]
     log_path: Path
-    say: Say
-    progress: Progress
 
-    def run(self, key: EnvironmentKey, repo: Path, snapshot: bytes) -> None:
-        blocked = blocked_destinations(self.client, self.network.environment)
-        with network_gate(self.client, self.sandbox_image, blocked) as gate:
+    def run(self, key: EnvironmentKey) -> None:
+        context = self.context
+        blocked = blocked_destinations(context.client, context.network.environment)
+        with network_gate(context.client, context.sandbox_image, blocked) as gate:
             container = self._create(gate)
             try:
-                self._fill_and_run(container, snapshot)
-                self._commit(container, key, repo)
+                context.client.api.put_archive(container, "/", _workspace_tar(context.snapshot()))
+                context.client.api.start(container)
+                self._run_commands(container)
+                self._commit(container, key)
             finally:
                 with contextlib.suppress(Exception):
-                    self.client.api.remove_container(container, force=True, v=True)
+                    context.client.api.remove_container(container, force=True, v=True)
 
     def _create(self, gate: str) -> str:
         from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL, owner_token
 
-        binds = [f"{host}:{inside}:ro" for host, inside in self.network.mounts.items()]
-        return self.client.api.create_container(
-            self.sandbox_image,
+        context = self.context
+        binds = [f"{host}:{inside}:ro" for host, inside in context.network.mounts.items()]
+        return context.client.api.create_container(
+            context.sandbox_image,
             # Kept idle: setup runs as an exec, so the proxy and CA variables live in the exec only and
             # are never committed into the image the agent's container starts from.
             command=["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"],
             user="0:0",
             working_dir=WORKSPACE,
             labels={LABEL: "setup", OWNER_LABEL: owner_token()},  # swept like a sandbox if we die
-            host_config=setup_host_config(self.client, self.limits, gate, binds),
+            host_config=setup_host_config(context.client, context.limits, gate, binds),
         )["Id"]
 
-    def _fill_and_run(self, container: str, snapshot: bytes) -> None:
-        api = self.client.api
-        api.put_archive(container, "/", _workspace_tar(snapshot))
-        api.start(container)
-        code, failed, tail = _run_script(
-            api, container, self.plan, self.network, self.timeout, self.log, self.progress
-        )
-        if code == 0:
-            return
-        for line in tail:
-            self.say(f"  {line}")
-        where = self.log_path
-        if failed is None:
-            raise EnvironmentProblem(f"setup did not finish within {self.timeout:g} s (log: {where})")
-        last = tail[-1] if tail else "no output"
-        raise EnvironmentProblem(
-            f"setup failed: `{failed}` exited with code {code}: {last} (full log: {where}); "
-            "fix the command or set setup (--setup CMD, --no-setup)"
-        )
+    def _run_commands(self, container: str) -> None:
+        """Run the plan's commands; a failure (or a timeout) is a SetupFailed naming the command."""
+        from agent_cli.cancel import Cancelled
 
-    def _commit(self, container: str, key: EnvironmentKey, repo: Path) -> None:
-        api = self.client.api
+        context = self.context
+        api = context.client.api
+        environment = {"HOME": "/root", **ECOSYSTEM_ENV, **context.network.environment}
+        exec_id = api.exec_create(
+            container, ["sh", "-c", _script(self.plan)], environment=environment, user="0:0"
+        )
+        watch = Watch(
+            time.monotonic() + context.timeout, context.idle_timeout, lambda: _kill_quietly(api, container)
+        )
+        cancel = context.cancel.on_cancel(watch.stop_now) if context.cancel else contextlib.nullcontext()
+        with cancel, watch:
+            output = Output(self.plan, self.log, context.progress, watch)
+            for line in _lines(api.exec_start(exec_id["Id"], stream=True)):
+                output.add(line)
+        if context.cancel is not None and context.cancel.cancelled:
+            raise Cancelled(context.cancel.reason or "interrupted")
+        code = api.exec_inspect(exec_id["Id"]).get("ExitCode")
+        if code == 0 and watch.stopped is None:
+            return
+        for line in output.tail:
+            context.say(f"  {line}")
+        last = output.tail[-1] if output.tail else "no output"
+        command = output.command or (self.plan.commands[0] if self.plan.commands else "setup")
+        if watch.stopped is not None:
+            raise SetupFailed(command, watch.stopped, self.log_path)
+        command = output.failed or command
+        raise SetupFailed(command, f"exited with code {code}: {last}", self.log_path)
+
+    def _commit(self, container: str, key: EnvironmentKey) -> None:
+        api = self.context.client.api
         api.stop(container, timeout=5)
         changes = [
             'CMD ["python3", "-u", "/opt/actsmith/server.py"]',
@@ -287,11 +349,89 @@ class Build:
             *(f"ENV {name}={value}" for name, value in {**ECOSYSTEM_ENV, **RUN_ENV}.items()),
             f"LABEL {ENV_LABEL}={key.digest}",
             f"LABEL {IDENTITY_LABEL}={json.dumps(key.identity)}",
-            f"LABEL {REPO_LABEL}={json.dumps(str(repo))}",
+            f"LABEL {REPO_LABEL}={json.dumps(str(self.context.repo))}",
             f"LABEL {LAYERS_LABEL}={json.dumps(json.dumps(list(self.plan.layers)))}",
         ]
         repository, _, version = key.tag.partition(":")
         api.commit(container, repository=repository, tag=version, changes=changes)
+
+
+class Watch:
+    """Stops a build (through `kill`) past its deadline, after `idle` seconds with no output, or at
+    once when asked (a cancel); `stopped` says why, except for a cancel."""
+
+    def __init__(self, deadline: float, idle: float, kill: Callable[[], None]) -> None:
+        self.deadline, self.idle, self.kill = deadline, idle, kill
+        self.last_output = time.monotonic()
+        self.command = ""
+        self.stopped: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="actsmith-setup-watch", daemon=True)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+
+    def heard(self, command: str = "") -> None:
+        self.last_output = time.monotonic()
+        self.command = command or self.command
+
+    def stop_now(self) -> None:
+        self._done.set()
+        self.kill()
+
+    def _watch(self) -> None:
+        while not self._done.wait(WATCH_EVERY_S):
+            now = time.monotonic()
+            if now > self.deadline:
+                self.stopped = "did not finish within the setup timeout (setup_timeout)"
+            elif now - self.last_output > self.idle:
+                self.stopped = f"printed nothing for {self.idle:g} s (setup_idle_timeout)"
+            else:
+                continue
+            self.kill()
+            return
+
+
+@dataclass
+class Output:
+    """Setup's output as it arrives: into the log, the progress line and the tail kept for errors."""
+
+    plan: SetupPlan
+    log: IO[str]
+    progress: Progress
+    watch: Watch
+    tail: list[str] = field(default_factory=list)
+    step: int = 0
+    command: str = ""
+    failed: str | None = None
+    last_progress: float = 0.0
+
+    def add(self, line: str) -> None:
+        self.log.write(line + "\n")
+        self.log.flush()
+        self.watch.heard()
+        if line.startswith(MARKER):
+            self._marker(line.split())
+            return
+        if line.strip():
+            self.tail = [*self.tail, line][-TAIL_LINES:]
+        now = time.monotonic()
+        if now - self.last_progress >= PROGRESS_EVERY_S:
+            self.last_progress = now
+            self.progress(self.step, len(self.plan.commands), self.command, line)
+
+    def _marker(self, words: list[str]) -> None:
+        if words[1] == "failed":
+            self.failed = self.plan.commands[int(words[2]) - 1]
+        elif "/" in words[1]:
+            self.step = int(words[1].split("/")[0])
+            self.command = self.plan.commands[self.step - 1]
+            self.watch.heard(self.command)
+            self.progress(self.step, len(self.plan.commands), self.command, "")
 
 
 def _workspace_tar(snapshot: bytes) -> bytes:
@@ -332,49 +472,6 @@ def _script(plan: SetupPlan) -> str:
         f"echo '{MARKER} done'",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _run_script(
-    api: docker.APIClient,
-    container: str,
-    plan: SetupPlan,
-    network: HostNetwork,
-    timeout: float,
-    out: IO[str],
-    progress: Progress,
-) -> tuple[int, str | None, list[str]]:
-    """Run the commands; (exit code, the command that failed, the last lines of output)."""
-    environment = {"HOME": "/root", **ECOSYSTEM_ENV, **network.environment}
-    exec_id = api.exec_create(container, ["sh", "-c", _script(plan)], environment=environment, user="0:0")[
-        "Id"
-    ]
-    timer = threading.Timer(timeout, lambda: _kill_quietly(api, container))
-    timer.daemon = True
-    timer.start()
-    tail: list[str] = []
-    step, command, last_progress = 0, "", 0.0
-    failed: str | None = None
-    try:
-        for line in _lines(api.exec_start(exec_id, stream=True)):
-            out.write(line + "\n")
-            if line.startswith(MARKER):
-                words = line.split()
-                if words[1] == "failed":
-                    failed = plan.commands[int(words[2]) - 1]
-                elif "/" in words[1]:
-                    step = int(words[1].split("/")[0])
-                    command = plan.commands[step - 1]
-                    progress(step, len(plan.commands), command, "")
-                continue
-            tail = [*tail, line][-TAIL_LINES:] if line.strip() else tail
-            now = time.monotonic()
-            if now - last_progress >= PROGRESS_EVERY_S:
-                last_progress = now
-                progress(step, len(plan.commands), command, line)
-    finally:
-        timer.cancel()
-    code = api.exec_inspect(exec_id).get("ExitCode")
-    return (code if code is not None else -1), failed, tail
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
