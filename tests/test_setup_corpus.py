@@ -167,3 +167,31 @@ def test_an_aggregate_requirements_txt_that_brings_the_docs_is_not_chosen_beside
     (root / "requirements-docs.txt").write_text("mkdocs\n")
     plan = plan_setup(None, root, "python -m pytest")
     assert plan.commands == ("python -m pip install -r requirements-tests.txt",)
+
+
+def test_poetry_and_uv_install_the_test_groups_never_docs_or_release(tmp_path):
+    poetry = tmp_path / "poetry"
+    poetry.mkdir()
+    (poetry / "poetry.lock").write_text("")
+    (poetry / "pyproject.toml").write_text(
+        "[tool.poetry]\nname = 'p'\n[tool.poetry.group.test.dependencies]\npytest = '*'\n"
+        "[tool.poetry.group.docs.dependencies]\nsphinx = '*'\n[tool.poetry.group.release.dependencies]\ntwine = '*'\n"
+    )
+    plan = plan_setup(None, poetry, "python -m pytest")
+    assert (
+        plan.commands[-1]
+        == "POETRY_VIRTUALENVS_CREATE=false poetry install --no-interaction --only main,test"
+    )
+    assert {c.name: c.taken for c in plan.choices} == {
+        "group test": True,
+        "group docs": False,
+        "group release": False,
+    }
+    uv = tmp_path / "uv"
+    uv.mkdir()
+    (uv / "uv.lock").write_text("")
+    (uv / "pyproject.toml").write_text(
+        "[project]\nname = 'p'\nversion = '1'\n[dependency-groups]\ndev = ['ruff']\ntest = ['pytest']\n"
+        "docs = ['sphinx']\npublish = ['twine']\n"
+    )
+    assert plan_setup(None, uv, "python -m pytest").commands[-1] == f"{UV_SYNC} --group test"

@@ -319,3 +319,12 @@ def test_a_batch_tries_a_failing_setup_once_for_all_its_tasks(tmp_path, sandbox_
             json.loads(line) for line in trajectory.read_text().splitlines() if '"event": "setup"' in line
         ]
         assert setup[0]["failed"][0]["remembered"], setup
+
+
+def test_a_setup_step_silent_for_the_idle_timeout_is_stopped_with_its_command_named(tmp_path, sandbox_image):
+    repo = make_repo(tmp_path / "r", {"app.py": "x = 1\n"})
+    silent = f"echo fetching; sleep 600  # {tmp_path}"
+    run = trajectory_run(repo, tmp_path, "idle", "--setup", silent, "--setup-idle-timeout", "10")
+    assert run.code == 2, run.stdout + run.stderr
+    (error,) = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert f"`{silent}` printed nothing for 10 s (setup_idle_timeout)" in error
