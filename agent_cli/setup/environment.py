@@ -318,9 +318,7 @@ class Build:
         exec_id = api.exec_create(
             container, ["sh", "-c", _script(self.plan)], environment=environment, user="0:0"
         )
-        watch = Watch(
-            time.monotonic() + context.timeout, context.idle_timeout, lambda: _kill_quietly(api, container)
-        )
+        watch = Watch(context.timeout, context.idle_timeout, lambda: _kill_quietly(api, container))
         cancel = context.cancel.on_cancel(watch.stop_now) if context.cancel else contextlib.nullcontext()
         with cancel, watch:
             output = Output(self.plan, self.log, context.progress, watch)
@@ -360,10 +358,10 @@ class Watch:
     """Stops a build (through `kill`) past its deadline, after `idle` seconds with no output, or at
     once when asked (a cancel); `stopped` says why, except for a cancel."""
 
-    def __init__(self, deadline: float, idle: float, kill: Callable[[], None]) -> None:
-        self.deadline, self.idle, self.kill = deadline, idle, kill
+    def __init__(self, timeout: float, idle: float, kill: Callable[[], None]) -> None:
+        self.timeout, self.idle, self.kill = timeout, idle, kill
+        self.deadline = time.monotonic() + timeout
         self.last_output = time.monotonic()
-        self.command = ""
         self.stopped: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="actsmith-setup-watch", daemon=True)
@@ -375,9 +373,8 @@ class Watch:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
 
-    def heard(self, command: str = "") -> None:
+    def heard(self) -> None:
         self.last_output = time.monotonic()
-        self.command = command or self.command
 
     def stop_now(self) -> None:
         self._done.set()
@@ -387,7 +384,7 @@ class Watch:
         while not self._done.wait(WATCH_EVERY_S):
             now = time.monotonic()
             if now > self.deadline:
-                self.stopped = "did not finish within the setup timeout (setup_timeout)"
+                self.stopped = f"did not finish within {self.timeout:g} s (setup_timeout)"
             elif now - self.last_output > self.idle:
                 self.stopped = f"printed nothing for {self.idle:g} s (setup_idle_timeout)"
             else:
@@ -430,7 +427,6 @@ class Output:
         elif "/" in words[1]:
             self.step = int(words[1].split("/")[0])
             self.command = self.plan.commands[self.step - 1]
-            self.watch.heard(self.command)
             self.progress(self.step, len(self.plan.commands), self.command, "")
 
 
