@@ -2,8 +2,8 @@
 for a real project the cold build, then the warm reuse, in one run.
 
 Corpus (tests/fixtures/setup_corpus): the plan detected for each project's layout; without --quick,
-each plan is also installed here (a git repository made of the fixture, setup in Docker with its
-fallbacks) and the line says which attempt made an environment: the plan, a fallback, or none.
+each pip plan's third-party requirements are also resolved here (`pip install --dry-run` in a
+confined setup container: the fixtures hold the layouts, not the projects' code) and counted.
 
 Failed setup: a repository whose detected setup cannot install (a package that does not exist)
 falls back to the plain sandbox; its second run remembers the failure, so the time to a ready
@@ -17,13 +17,14 @@ beside them: the same sandbox start with no setup at all, so the cost of the loo
 measured in the same run.
 
 Usage: python bench/setup.py [--quick] [--warm 7]
-Ends with one line: corpus_plans=N/M [corpus_installed=K/M] failed_second_ready_s=F
+Ends with one line: corpus_plans=N/M [corpus_resolved=K/M] failed_second_ready_s=F
 [cold_setup_s=X warm_ready_p50_s=Y plain_ready_p50_s=Z]; --quick skips the installs and attrs.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -35,11 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent_cli.errors import ActsmithError
 from agent_cli.events import Event, EventStream, SetupDone
 from agent_cli.sandbox import SandboxRequest
 from agent_cli.sandbox.docker_sandbox import docker_client, docker_factory, image_for
 from agent_cli.settings import Settings
 from agent_cli.setup import plan_setup, prepare_environment
+from agent_cli.setup.inputs import INCLUDE, LOCAL_PROJECT, requirement_lines, with_includes
 from agent_cli.testing.execute import snapshot_tar
 
 if TYPE_CHECKING:
@@ -110,23 +113,53 @@ class SetupEvents:
             self.done.append(event)
 
 
-def corpus_installs(client: docker.DockerClient, image: str, root: Path) -> int:
-    """Each corpus plan installed here, its fallbacks included; the number that made an environment."""
-    installed = 0
+def corpus_resolves(client: docker.DockerClient, image: str, root: Path) -> int:
+    """Whether each corpus plan's third-party requirements resolve here: its requirement files
+    (includes inlined) and inline packages, less the project itself (the fixtures hold no code),
+    through `pip install --dry-run` in a confined setup container. Lock-file plans (uv, poetry)
+    need a real lock and are left out. The number that resolved."""
+    resolved = 0
     for project in sorted(CORPUS.iterdir()):
-        repo = git_repository(Path(shutil.copytree(project, root / project.name)))
+        plan = plan_setup(None, project, "python -m pytest")
+        wanted = third_party_requirements(project, plan.commands)
+        if not wanted:
+            why = "a lock-file plan: needs the project's real lock" if wanted is None else "the project alone"
+            print(f"  {project.name:<10}      -  not resolved from the fixture: {why}")
+            continue
+        repo = Path(shutil.copytree(project, root / project.name))
+        (repo / "bench-resolve.txt").write_text("\n".join(wanted) + "\n")
+        dry_run = "python -m pip install --dry-run --ignore-installed -q -r bench-resolve.txt"
         events, setup = EventStream(), SetupEvents()
         events.subscribe(setup)
         started = time.perf_counter()
-        prepared = prepare_environment(client, image, Settings(), request_for(repo), events)
-        outcome = (
-            "no environment (plain sandbox)" if prepared.problem else setup.done[-1].fallback or "the plan"
-        )
-        installed += prepared.problem is None
-        print(f"  {project.name:<10} {time.perf_counter() - started:6.1f} s  {outcome}")
-        if prepared.image != image:
-            client.images.remove(prepared.image, force=True)
-    return installed
+        try:
+            prepared = prepare_environment(
+                client, image, Settings(setup=(dry_run,)), request_for(git_repository(repo)), events
+            )
+        except ActsmithError as error:
+            print(f"  {project.name:<10} {time.perf_counter() - started:6.1f} s  does not resolve: {error}")
+            continue
+        resolved += 1
+        print(f"  {project.name:<10} {time.perf_counter() - started:6.1f} s  resolves ({len(wanted)} lines)")
+        client.images.remove(prepared.image, force=True)
+    return resolved
+
+
+def third_party_requirements(root: Path, commands: tuple[str, ...]) -> list[str] | None:
+    """The lines a pip plan installs besides the project itself; None for other plans."""
+    if not commands or not all(command.startswith("python -m pip install") for command in commands):
+        return None
+    words = shlex.split(commands[-1])[4:]
+    files = [words[i + 1] for i, word in enumerate(words) if word == "-r"]
+    packages = [
+        w for i, w in enumerate(words) if not w.startswith("-") and words[i - 1] not in ("-r", "-e", "-c")
+    ]
+    lines = [line for name in with_includes(root, files) for line in requirement_lines(root, name)]
+    return [
+        line
+        for line in lines + packages
+        if not INCLUDE.match(line) and not LOCAL_PROJECT.match(line.split("[")[0])
+    ]
 
 
 def failed_second_run(root: Path) -> tuple[float, float]:
@@ -157,8 +190,8 @@ def main() -> None:
     image = image_for(client, Settings(), print)
     with tempfile.TemporaryDirectory(prefix="actsmith-bench-setup-") as tmp:
         if not args.quick:
-            print("corpus: each plan installed here (fallbacks included)")
-            figures.append(f"corpus_installed={corpus_installs(client, image, Path(tmp))}/{total}")
+            print("corpus: each plan's third-party requirements resolved here (pip --dry-run)")
+            figures.append(f"corpus_resolved={corpus_resolves(client, image, Path(tmp))}/{total}")
         first, second = failed_second_run(Path(tmp))
         print(f"failed setup: first run to a ready (plain) sandbox {first:7.1f} s; second run {second:.3f} s")
         figures.append(f"failed_second_ready_s={second:.3f}")

@@ -61,7 +61,7 @@ def plan_for(settings: Settings, root: Path) -> SetupPlan:
     from agent_cli.testing.detect import detect_test_command
 
     test_command = settings.test_cmd
-    if test_command is None:
+    if test_command is None and (root / "package.json").is_file():  # the scan matters only then
         detected = detect_test_command(root)
         test_command = detected.command if detected else None
     return plan_setup(settings.setup, root, test_command)
