@@ -456,7 +456,7 @@ def sandbox_build(
 
 @sandbox_app.command("setup")
 @reports_errors
-@with_settings(only=("setup", "setup_timeout", "setup_credentials", "image"))
+@with_settings(only=("setup", "setup_timeout", "setup_idle_timeout", "setup_credentials", "image"))
 def sandbox_setup(
     repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None,
     rebuild: Annotated[
@@ -481,10 +481,10 @@ def sandbox_setup(
         image = image_for(client, settings, events.notice)
         tree = working_tree(workspace)
         request = SandboxRequest(workspace.root, workspace.root, lambda: snapshot_tar(workspace.root, tree))
-        environment, _ = prepare_environment(client, image, settings, request, events, rebuild=rebuild)
+        prepared = prepare_environment(client, image, settings, request, events, rebuild=rebuild)
     finally:
         close_view()
-    _console().print(environment)
+    _console().print(prepared.image)
 
 
 @sandbox_app.command("prune")

@@ -66,6 +66,13 @@ class SetupDone(Event):
     reused: bool
     seconds: float
     log: str | None = None
+    detected: bool = False  # False: configured, or none
+    # Each file (extra, group) detection looked at: {"name", "taken", "why"}.
+    choices: list[dict[str, object]] = field(default_factory=list)
+    fallback: str | None = None  # what the narrower plan that was used leaves out
+    # The plans that failed before it: {"command", "detail", "log", "remembered"}; with no image
+    # ready at all the run is in the plain sandbox and its tests do not gate it.
+    failed: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

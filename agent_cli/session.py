@@ -196,6 +196,7 @@ class Session:
             self.workspace.root,
             lambda: snapshot_tar(root, self._base_tree.result()),
             ready=self._wait_until_ready,
+            cancel=self.cancel,
         )
         sandbox = factory(request)
         try:
@@ -276,6 +277,8 @@ class Session:
             self.events.emit(Interrupted())
         elif isinstance(error, ActsmithError):
             self.events.emit(Failed(str(error), error.exit_code))
+        if isinstance(error, KeyboardInterrupt):  # an environment still being built stops too
+            self.cancel.cancel("interrupted")
         if not self._base_tree.done():  # a sandbox still being made must not wait for it forever
             self._base_tree.set_exception(UsageError("the session closed before its start was recorded"))
         with contextlib.suppress(Exception):

@@ -131,6 +131,16 @@ class Settings:
     setup_timeout: float = setting(
         1800.0, "Seconds the environment's setup may take.", low=10, high=7 * 86400
     )
+    setup_idle_timeout: float = setting(
+        300.0,
+        "Seconds a setup command may print nothing before it is stopped (a hung download).",
+        low=10,
+        high=86400,
+    )
+    rebuild: bool = setting(
+        False,
+        "Build the environment again, even when an image for its inputs exists or its setup failed before.",
+    )
     setup_credentials: bool = setting(
         False,
         "Let setup see credentials embedded in the host's proxy and package index URLs.",

@@ -131,9 +131,12 @@ def drop_stale_worktrees(workspace: Workspace, branch: str) -> None:
     git(workspace.root, "worktree", "prune", exact=False)
 
 
-def prepare_environment_ahead(settings: Settings, repo: Path, commit: str, events: EventStream) -> None:
+def prepare_environment_ahead(
+    settings: Settings, repo: Path, commit: str, events: EventStream, cancel: CancelToken | None = None
+) -> None:
     """Build (or find) the environment image a task's sandbox will start from, from the files at
-    `commit`, while other tasks run: its session then finds it at the cost of one API call."""
+    `commit`, while other tasks run: its session then finds it at the cost of one API call (or,
+    when no detected setup could install, falls back at once: the failures are remembered)."""
     from agent_cli.sandbox import SandboxRequest
     from agent_cli.sandbox.docker_sandbox import docker_client, image_for
     from agent_cli.setup import prepare_environment
@@ -145,5 +148,5 @@ def prepare_environment_ahead(settings: Settings, repo: Path, commit: str, event
     with tempfile.TemporaryDirectory(prefix="actsmith-batch-env-") as folder:
         with tarfile.open(fileobj=io.BytesIO(snapshot)) as archive:
             archive.extractall(folder, filter="data")
-        request = SandboxRequest(Path(folder), repo, lambda: snapshot)
+        request = SandboxRequest(Path(folder), repo, lambda: snapshot, cancel=cancel)
         prepare_environment(client, image, settings, request, events)

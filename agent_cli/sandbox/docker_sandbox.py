@@ -140,6 +140,7 @@ class DockerSandbox:
     channel: AttachChannel | None = None
     requests: Requests | None = None
     layers: tuple[str, ...] = ()  # folders of the environment image layered over the repository mount
+    setup_problem: str | None = None  # why it runs the plain image although setup had work to do
     made_mountpoints: list[str] = field(default_factory=list)
     private: Path | None = None  # a host folder of this sandbox's own (sanitized git config copies)
     read_only: bool = False  # the working tree mounted read-only (plan mode)
@@ -398,13 +399,14 @@ def docker_factory(settings: Settings, events: EventStream) -> SandboxFactory:
 
         client = docker_client()
         image = image_for(client, settings, events.notice, before_build=request.ready)
-        image, layers = prepare_environment(client, image, settings, request, events)
+        prepared = prepare_environment(client, image, settings, request, events)
         return DockerSandbox(
             client,
-            image,
+            prepared.image,
             request.root,
             SandboxLimits.from_settings(settings),
-            layers=layers,
+            layers=prepared.layers,
+            setup_problem=prepared.problem,
             read_only=request.read_only,
         )
 

@@ -57,6 +57,8 @@ def build_test_runner(
         snapshot=lambda: snapshot_tar(root, base_tree),
         summariser=Summariser(summary_model, events) if summary_model is not None else None,
         events=events,
+        # A sandbox in the plain image because no detected setup could install (DockerSandbox).
+        environment_problem=getattr(sandbox, "setup_problem", None),
     )
     events.notice(_announcement(command, settings.tests))
     events.emit(

@@ -139,6 +139,7 @@ class SuiteRunner:
     snapshot: Callable[[], bytes] | None = None  # the pre-run repository as a tar, for the baseline
     summariser: Summariser | None = None
     events: EventStream = field(default_factory=EventStream)
+    environment_problem: str | None = None  # the environment lacks the dependencies: no gate
 
     def __post_init__(self) -> None:
         self.baseline: SuiteRun | None = None
@@ -220,6 +221,8 @@ class SuiteRunner:
         """Why a finish() accepted now was not checked by the tests (None: it was, or --no-tests)."""
         if not self.gate_on:
             return None
+        if self.environment_problem:
+            return f"{self.environment_problem}: the tests ran without them"
         if self.command is None:
             return "no test command was found (set test_cmd)"
         problem = self.baseline_problem()
@@ -277,7 +280,7 @@ class SuiteRunner:
         return TestVerdict(report, usage=usage)
 
     def gate(self, step: int, time_left: float) -> TestVerdict:
-        if not self.gate_on or self.command is None:
+        if not self.gate_on or self.command is None or self.environment_problem:
             return TestVerdict("")
         run = self._run_suite("finish", step, min(self.timeout, max(time_left, 1.0)))
         comparison = compare(run, self._baseline_for_comparison(time_left), self.task)
@@ -299,6 +302,8 @@ class SuiteRunner:
             return TestsSummary(
                 "untested" if self.gate_on else "none", "no test command found (set test_cmd or --test-cmd)"
             )
+        if self.gate_on and self.environment_problem:
+            return TestsSummary("untested", f"not gating: {self.environment_problem}")
         if self.gate_on and self.baseline_problem():
             return TestsSummary(
                 "untested", f"not gating: they could not run before the run ({self.baseline_problem()})"
