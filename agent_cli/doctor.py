@@ -123,7 +123,7 @@ def check_setup(client: docker.DockerClient, settings: Settings, repo: Path) -> 
 
 
 def check_leftovers(client: docker.DockerClient) -> Check:
-    from agent_cli.sandbox.docker_sandbox import sandbox_containers
+    from agent_cli.sandbox.identity import sandbox_containers
 
     containers = sandbox_containers(client)
     orphans = [c.name for c in containers if c.orphaned]

@@ -4,7 +4,7 @@ session's summary. It only reads events; it never reaches into the loop."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -25,8 +25,13 @@ from agent_cli.events import (
     StepStarted,
     TurnEnded,
 )
+from agent_cli.outcome import Status as OutcomeStatus
+
+if TYPE_CHECKING:
+    from agent_cli.model import Usage
 
 OBSERVATION_LINES = 25
+TEST_STYLES = {"passed": "green", "failed": "red"}
 
 
 def trim_lines(text: str, keep: int = OBSERVATION_LINES) -> str:
@@ -97,7 +102,7 @@ class TerminalView:
             return
         if obs is None:
             return
-        if event.ends == "finished" and not (obs.stdout or obs.stderr or obs.error):
+        if event.ends is OutcomeStatus.FINISHED and not (obs.stdout or obs.stderr or obs.error):
             return  # the summary says it
         failed = obs.error or obs.timed_out or obs.restarted or obs.interrupted
         style = "red" if failed else "green"
@@ -123,7 +128,7 @@ def format_cost(cost: float | None) -> str:
     return "unknown (model not in litellm's price map)" if cost is None else f"${cost:.4f}"
 
 
-def _usage_rows(usage: Any) -> list[tuple[str, str]]:
+def _usage_rows(usage: Usage | None) -> list[tuple[str, str]]:
     if usage is None:
         return []
     return [
@@ -133,17 +138,18 @@ def _usage_rows(usage: Any) -> list[tuple[str, str]]:
 
 
 def render_summary(console: Console, end: Ended) -> None:
-    status_style = "green" if end.exit_code == 0 and end.status == "finished" else "yellow"
+    status_style = "green" if end.category.good else "yellow"
+    headline = end.category if end.category == end.status else f"{end.category} ({end.status})"
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("status", Text(f"{end.status}: {end.message}", style=status_style))
+    table.add_row("status", Text(f"{headline}: {end.message}", style=status_style))
     table.add_row("steps", str(end.steps))
     for name, value in _usage_rows(end.usage):
         table.add_row(name, value)
     table.add_row("wall time", f"{end.wall_s:.1f}s")
     if end.tests is not None:
-        style = {"passed": "green", "failed": "red"}.get(end.tests.state, "default")
+        style = TEST_STYLES.get(end.tests.state, "default")
         table.add_row("tests", Text(end.tests.text, style=style))
     if end.trajectory:
         table.add_row("trajectory", end.trajectory)

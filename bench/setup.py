@@ -24,7 +24,8 @@ from pathlib import Path
 
 from agent_cli.events import EventStream
 from agent_cli.sandbox import SandboxRequest
-from agent_cli.sandbox.docker_sandbox import docker_client, docker_factory, image_for
+from agent_cli.sandbox.docker_sandbox import docker_factory, image_for
+from agent_cli.sandbox.identity import docker_client
 from agent_cli.settings import Settings
 from agent_cli.setup import prepare_environment
 from agent_cli.testing.execute import snapshot_tar

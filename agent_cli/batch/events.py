@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from agent_cli.events import (
     ActionStarted,
@@ -18,6 +18,9 @@ from agent_cli.events import (
     StepStarted,
     TestsRan,
 )
+
+if TYPE_CHECKING:
+    from agent_cli.batch.results import TaskResult
 
 MAX_ACTION_CHARS = 80
 
@@ -59,7 +62,7 @@ class TaskProgress(Event):
 @dataclass(frozen=True)
 class TaskFinished(Event):
     name: ClassVar[str] = "task_end"
-    result: Any  # the TaskResult, as in result.json
+    result: TaskResult  # as in result.json
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class SessionWatcher:
         elif isinstance(event, ActionStarted):
             self.action = _first_line(event.code) or "(no code)"
         elif isinstance(event, ModelCalled):
-            cost = getattr(event.usage, "cost", None) or 0.0
+            cost = event.usage.cost or 0.0
             if not cost:
                 return  # nothing new to show: the step already said it was asking
             self.cost += cost

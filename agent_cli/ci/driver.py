@@ -5,7 +5,6 @@ still say so, and work already pushed stays where it is."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +29,7 @@ if TYPE_CHECKING:
     from agent_cli.workspace import Workspace
 
 # Who commits when the runner's git knows nobody (as on GitHub's hosted runners).
-BOT_NAME = "github-actions[bot]"
-BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
+BOT = {"NAME": "github-actions[bot]", "EMAIL": "41898282+github-actions[bot]@users.noreply.github.com"}
 API_KEY_VARIABLE = "ACTSMITH_API_KEY"
 
 
@@ -72,7 +70,8 @@ def run_ci(options: CiOptions, environ: dict[str, str], events: EventStream, can
         return CiResult(0, "not_triggered", None, f"not triggered: {trigger.reason}")
     if not env.token:
         raise UsageError("GITHUB_TOKEN is not set: give the action a github-token (or set GITHUB_TOKEN)")
-    return CiRun(env, env.token, trigger, options, events, cancel).run()
+    api_key = environ.get(API_KEY_VARIABLE) or None
+    return CiRun(env, env.token, trigger, options, events, cancel, api_key).run()
 
 
 class CiRun:
@@ -84,9 +83,11 @@ class CiRun:
         options: CiOptions,
         events: EventStream,
         cancel: CancelToken,
+        api_key: str | None = None,
     ) -> None:
         self.env, self.token, self.trigger, self.options = env, token, trigger, options
         self.events, self.cancel = events, cancel
+        self.api_key = api_key  # the action's api-key: handed to the session, never to os.environ
         self.redactor = Redactor()
         self.redactor.add(token, "GITHUB_TOKEN")
         self.github = GitHub(env.api_url, env.repository, token, self.redactor)
@@ -131,9 +132,7 @@ class CiRun:
         if plan.required and start is None:
             raise UsageError(f"origin has no {plan.source} to work on")
         prepare_branch(workspace, plan.local, start)
-        _ensure_identity(workspace)
-        _provide_api_key(settings.model)
-        self._session(settings, workspace, plan)
+        self._session(settings, workspace, plan, _lent_identity(workspace))
         self._deliver(workspace, origin, plan, start)
 
     def _plan(self) -> BranchPlan:
@@ -155,7 +154,9 @@ class CiRun:
             required=True,
         )
 
-    def _session(self, settings: Settings, workspace: Workspace, plan: BranchPlan) -> None:
+    def _session(
+        self, settings: Settings, workspace: Workspace, plan: BranchPlan, identity: dict[str, str] | None
+    ) -> None:
         from agent_cli.session import Session
 
         task = render("ci_task", trigger=self.trigger, repository=self.env.repository)
@@ -168,6 +169,8 @@ class CiRun:
             cancel=self.cancel,
             branch=plan.local,
             task=task,
+            api_key=self.api_key,
+            identity=identity,
         )
         session.redactor.add(self.token, "GITHUB_TOKEN")
         self.events.subscribe(self.watcher)
@@ -178,8 +181,8 @@ class CiRun:
             self.events.unsubscribe(self.watcher)
             if session.run_id:  # its trajectory is there even when the session failed to start
                 self.run_dir = workspace.run_dir(session.run_id)
-            self.report.ended, self.report.warnings = self.watcher.ended, self.watcher.warnings
-        self.exit_code = self.watcher.ended.exit_code if self.watcher.ended else EXIT_USAGE
+            self.report.ended, self.report.warnings = session.outcome, self.watcher.warnings
+        self.exit_code = session.outcome.exit_code if session.outcome else EXIT_USAGE
 
     def _deliver(self, workspace: Workspace, origin: Origin, plan: BranchPlan, start: str | None) -> None:
         ended = self.report.ended
@@ -236,27 +239,13 @@ class CiRun:
         self.env.write_outputs({**self.report.outputs(), "run-dir": str(self.run_dir or "")})
 
 
-def _ensure_identity(workspace: Workspace) -> None:
-    """The session commits its work; a runner's git usually has no identity, so lend the Actions bot's."""
+def _lent_identity(workspace: Workspace) -> dict[str, str] | None:
+    """The session commits its work; a runner's git usually has no identity, so lend the Actions
+    bot's, to the session's own commits only (None: git knows who commits)."""
     try:
         workspace.check_identity()
     except UsageError:
-        for role in ("AUTHOR", "COMMITTER"):
-            os.environ.setdefault(f"GIT_{role}_NAME", BOT_NAME)
-            os.environ.setdefault(f"GIT_{role}_EMAIL", BOT_EMAIL)
-
-
-def _provide_api_key(model: str) -> None:
-    """The action's `api-key` arrives as ACTSMITH_API_KEY; litellm reads each provider's own variable,
-    so hand it over under the names this model needs. This process only: the sandbox never sees it."""
-    key = os.environ.get(API_KEY_VARIABLE)
-    if not key or not model or model.startswith("replay:"):
-        return
-    for name in provider_key_names(model):
-        os.environ.setdefault(name, key)
-
-
-def provider_key_names(model: str) -> list[str]:
-    from agent_cli.model import import_litellm
-
-    return list(import_litellm().validate_environment(model=model).get("missing_keys") or [])
+        return {
+            f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER") for part, value in BOT.items()
+        }
+    return None

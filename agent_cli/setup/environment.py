@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_cli.errors import EnvironmentProblem
+from agent_cli.sandbox.identity import LABEL, OWNER_LABEL, WORKSPACE, owner_token
 from agent_cli.sandbox.image import image_exists
 from agent_cli.setup.detect import TOOLCHAIN_PRELUDE, SetupPlan
 from agent_cli.setup.network import HostNetwork
@@ -37,7 +38,6 @@ ENV_REPO = "actsmith-env"
 ENV_LABEL = "actsmith.env"  # on every environment image: its inputs' hash
 REPO_LABEL = "actsmith.env.repo"  # the repository it was made for
 LAYERS_LABEL = "actsmith.env.layers"  # in-repository folders to layer over the mount (JSON list)
-WORKSPACE = "/workspace"
 ENV_HOME = "/opt/actsmith-env"
 # Where toolchains keep what setup fetched, outside the repository; set in the image for the run too.
 ECOSYSTEM_ENV = {
@@ -134,8 +134,6 @@ def _build(
     say: Say,
     progress: Progress,
 ) -> None:
-    from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL, owner_token
-
     api = client.api
     mounts = [f"{host}:{inside}:ro" for host, inside in network.mounts.items()]
     container = api.create_container(
