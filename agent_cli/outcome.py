@@ -147,6 +147,9 @@ class TurnResult:
         return self.status.category(self.changed)
 
 
+COUNT_ORDER = ("passed", "failed", "error", "skipped")
+
+
 @dataclass(frozen=True)
 class TestOutcome:
     """The tests as the run leaves them: the last measured run (counts against the baseline, and
@@ -181,7 +184,8 @@ class TestOutcome:
         """A table cell: the state, and the last measured run's counts and when it ran."""
         if not self.measured:
             return self.state
-        counts = ", ".join(f"{n} {outcome}" for outcome, n in self.counts.items() if n) or "no results"
+        order = [*COUNT_ORDER, *sorted(set(self.counts) - set(COUNT_ORDER))]
+        counts = ", ".join(f"{self.counts[o]} {o}" for o in order if self.counts.get(o)) or "no results"
         blocking = [
             f"{n} {word}{'s' if n != 1 else ''}"
             for n, word in ((self.regressions, "regression"), (self.new_failures, "new failure"))
