@@ -10,12 +10,13 @@ conversation stays within `max_context_tokens` (context.py) and a loop is notice
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent_cli.actions import ParsedReply, parse_reply
+from agent_cli.after_edit import AfterEdit
 from agent_cli.cancel import CancelToken
-from agent_cli.context import Condenser, Conversation
+from agent_cli.context import DIGEST, Condenser, Conversation
 from agent_cli.errors import ActsmithError, LimitReached, ModelStopped
 from agent_cli.events import (
     ActionStarted,
@@ -28,7 +29,7 @@ from agent_cli.events import (
     TaskGiven,
     TurnEnded,
 )
-from agent_cli.model import Model, ModelReply, Usage
+from agent_cli.model import Model, ModelReply, Usage, summary_model_for
 from agent_cli.outcome import Status, TurnResult
 from agent_cli.sandbox import Finish, Observation, RunTests, Sandbox
 from agent_cli.stuck import StuckDetector
@@ -36,6 +37,7 @@ from agent_cli.templates import helper_docs, render
 from agent_cli.testing.gate import TestVerdict, unavailable_report
 
 if TYPE_CHECKING:
+    from agent_cli.instructions import InstructionFile, RepoInstructions
     from agent_cli.ledger import Ledger, StepEdits
     from agent_cli.repomap import RepoMap
     from agent_cli.settings import Settings
@@ -56,6 +58,7 @@ class AgentConfig:
     max_output_chars: int
     network: bool
     max_context_tokens: int | None  # None: no budget (no condensation)
+    after_edit: str | None = None  # a command run in the sandbox after each step that changed files
 
     @classmethod
     def from_settings(cls, settings: Settings, max_context_tokens: int | None = None) -> AgentConfig:
@@ -67,6 +70,7 @@ class AgentConfig:
             max_output_chars=settings.max_output_chars,
             network=settings.network,
             max_context_tokens=settings.max_context_tokens or max_context_tokens,
+            after_edit=settings.after_edit,
         )
 
 
@@ -83,6 +87,14 @@ class Step:
     usage: Usage
 
 
+@dataclass(frozen=True)
+class StepExtras:
+    """What the harness adds to a step's observation beside the action's own output."""
+
+    instructions: list[InstructionFile] = field(default_factory=list)  # folders' AGENTS.md now due
+    after_edit: str | None = None  # what the after-edit command said
+
+
 class Agent:
     def __init__(
         self,
@@ -96,6 +108,7 @@ class Agent:
         repo_map: RepoMap | None = None,
         cancel: CancelToken | None = None,
         summary_model: Model | None = None,
+        instructions: RepoInstructions | None = None,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -104,6 +117,7 @@ class Agent:
         self.ledger = ledger  # records each step's edits; its state is shown to the model every turn
         self.tests = tests  # runs the tests on run_tests() and gates finish(); see testing/gate.py
         self.repo_map = repo_map  # outlines files whose definitions an edit reshaped
+        self.instructions = instructions  # the repository's AGENTS.md files
         self.cancel = cancel or CancelToken()
         self.conversation = Conversation()
         self.steps: list[Step] = []  # every step of the conversation
@@ -111,11 +125,12 @@ class Agent:
         self.turn = 0
         self.last_step_number = 0  # steps are numbered across turns; the user's edits take numbers too
         self.stuck = StuckDetector()
-        self.summary_model = summary_model  # None: the coder's own model condenses
-        self.condenser = self._condenser(summary_model or model)
+        self.summary_model = summary_model  # the configured one; None: the coder's model, unless a replay
+        self.condenser = self._condenser(summary_model_for(model, summary_model))
         self._turn_started = time.monotonic()
         self._turn_first_step = 0
         self._turn_changed = False
+        self._extras = StepExtras()  # what the step being taken adds to its observation
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -125,9 +140,11 @@ class Agent:
         self.last_step_number += 1
         return self.last_step_number
 
-    def _condenser(self, model: Model) -> Condenser | None:
+    def _condenser(self, model: Model | None) -> Condenser | None:
         if not self.config.max_context_tokens:
             return None
+        if model is None:
+            return Condenser(DIGEST, None, self.config.max_context_tokens, self.events)
 
         def complete(messages: list[dict[str, str]]) -> ModelReply:
             left = max(self._time_left(), 1.0)
@@ -154,8 +171,7 @@ class Agent:
     def use_model(self, model: Model) -> None:
         """Go on with another model; condensation follows it unless a summary model is set."""
         self.model = model
-        if self.summary_model is None:
-            self.condenser = self._condenser(model)
+        self.condenser = self._condenser(summary_model_for(model, self.summary_model))
 
     def resume(self, conversation: list[dict[str, Any]], last_step_number: int) -> None:
         """Go on with a saved conversation (`to_data`), its step numbers continuing."""
@@ -179,6 +195,7 @@ class Agent:
             network=self.config.network,
             action_timeout=int(self.config.action_timeout),
             max_output_chars=self.config.max_output_chars,
+            instructions=self.instructions.root if self.instructions else None,
         )
 
     def _turn(self, text: str) -> TurnResult:
@@ -232,9 +249,11 @@ class Agent:
         timeout = self._action_timeout()
         observation = self.execute(number, parsed, timeout)
         edits = self.ledger.record_step(number) if self.ledger else None
-        if edits is not None and edits.files:
-            self._turn_changed = True
-            self.events.emit(Edited(number, edits.files))
+        after_edit, edits = self._after_edit(number, edits)
+        self._extras = StepExtras(self._instructions_due(parsed.code or "", edits), after_edit)
+        if edits is not None and (edits.files or edits.undone):
+            self._turn_changed = self._turn_changed or bool(edits.files)
+            self.events.emit(Edited(number, edits.files, edits.undone))
         if self.cancel.cancelled:
             text = self._observation_text(observation, timeout, edits, None, interrupted=True)
             self._record(number, reply, parsed, observation, text)
@@ -343,6 +362,22 @@ class Agent:
         self.cancel.check()
         return verdict
 
+    def _after_edit(self, number: int, edits: StepEdits | None) -> tuple[str | None, StepEdits | None]:
+        """Run the after-edit command on the files the step changed; what it rewrote joins the step."""
+        command = self.config.after_edit
+        if not command or self.ledger is None or edits is None or self.cancel.cancelled:
+            return None, edits
+        changed = [change.path for change in edits.files if change.status != "deleted"]
+        if not changed:
+            return None, edits
+        said = AfterEdit(command).run(self.sandbox, changed, self._action_timeout(), self.cancel)
+        return said, edits.merged(self.ledger.record_step(number))
+
+    def _instructions_due(self, code: str, edits: StepEdits | None) -> list[InstructionFile]:
+        if self.instructions is None:
+            return []
+        return self.instructions.due(code, [change.path for change in edits.files] if edits else [])
+
     def _observation_text(
         self,
         observation: Observation,
@@ -362,6 +397,9 @@ class Agent:
             timeout=timeout,
             steps_left=steps_left,
             notes=edits.warnings if edits else [],
+            refused=edits.refused if edits else (),
+            instructions=self._extras.instructions,
+            after_edit=self._extras.after_edit,
             map_update=outline,
             tests=tests,
             accepted=accepted,

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_cli.errors import UsageError
-from agent_cli.gitops import git, has_ref, nul_joined
+from agent_cli.gitops import GITLINK, checked_out_submodules, git, has_ref, nul_joined
 from agent_cli.workspace import RUN_REF_PREFIX as REF_PREFIX
 from agent_cli.workspace import Workspace
 
-GITLINK = "160000"
 IDENTITY = {
     "GIT_AUTHOR_NAME": "actsmith",
     "GIT_AUTHOR_EMAIL": "actsmith@localhost",
@@ -47,6 +46,9 @@ class RunCheckpoints:
     started: float = field(default_factory=time.time)
     submodules: list[RunCheckpoints] = field(default_factory=list)  # found when step 0 is recorded
     index_name: str = "index"
+    # A submodule's git dir, resolved before the sandbox ran; None for the repository itself, whose
+    # .git the sandbox sees read-only.
+    git_dir: Path | None = None
 
     @classmethod
     def for_run(
@@ -86,6 +88,9 @@ class RunCheckpoints:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="actsmith-checkpoints")
         self._pending = self._writer.submit(lambda: self._record(step, tree=self.write_tree()))
 
+    def _git(self, *args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> bytes:
+        return git(self.root, *args, env=env, input=input, git_dir=self.git_dir)
+
     @property
     def ref(self) -> str:
         return REF_PREFIX + self.run_id
@@ -99,16 +104,18 @@ class RunCheckpoints:
     def index_env(self) -> dict[str, str]:
         return {"GIT_INDEX_FILE": str(self.index)}
 
-    def stage(self) -> None:
+    def stage(self) -> list[str]:
         """Bring the private index up to date with the working tree, untracked files included, ignored
         ones not. It starts empty, not from the user's index: their entries hold blobs that went through
         their eol and filter settings (not the bytes on disk), and may be marked assume-unchanged. So
-        the first stage hashes every file; later ones reuse this index's own stat cache."""
+        the first stage hashes every file; later ones reuse this index's own stat cache. Returns the
+        git repositories found in the tree that are not this run's submodules (see `stage_tree`)."""
         self.index.parent.mkdir(parents=True, exist_ok=True)
-        git(self.root, "add", "--all", "--", ".", env=self.index_env)
+        known = [(sub.root, sub.git_dir) for sub in self.submodules if sub.git_dir is not None]
+        return stage_tree(self.root, self.index_env, known, git_dir=self.git_dir)
 
     def write_tree(self) -> str:
-        return git(self.root, "write-tree", env=self.index_env).decode().strip()
+        return self._git("write-tree", env=self.index_env).decode().strip()
 
     def snapshot(self) -> str:
         """A tree object of the working tree as it is now."""
@@ -137,8 +144,9 @@ class RunCheckpoints:
                     self.branch,
                     started=self.started,
                     index_name=f"{self.index_name}-submodule-{number}",
+                    git_dir=git_dir,
                 )
-                for number, path in enumerate(checked_out_submodules(self.root))
+                for number, (path, git_dir) in enumerate(checked_out_submodules(self.root, self.git_dir))
             ]
         for submodule in self.submodules:
             # A superproject snapshot holds only a submodule's commit; its files are kept by its own ref.
@@ -159,9 +167,9 @@ class RunCheckpoints:
         }
         body = "".join(f"{key}: {value}\n" for key, value in fields.items() if value is not None)
         message = f"{subject or f'actsmith step {step}'}\n\n{body}"
-        commit = git(self.root, "commit-tree", tree, *parent, env=IDENTITY, input=message.encode())
+        commit = self._git("commit-tree", tree, *parent, env=IDENTITY, input=message.encode())
         checkpoint = Checkpoint(commit.decode().strip(), tree, step)
-        git(self.root, "update-ref", self.ref, checkpoint.commit)
+        self._git("update-ref", self.ref, checkpoint.commit)
         history.append(checkpoint)
         return checkpoint
 
@@ -216,9 +224,11 @@ def list_runs(root: Path) -> list[RunRecord]:
     return runs
 
 
-def read_run(root: Path, run_id: str, tip: str | None = None) -> RunRecord:
-    tip = tip or git(root, "rev-parse", "--verify", "-q", REF_PREFIX + run_id).decode().strip()
-    log = git(root, "log", "--format=%H%x00%T%x00%ct%x00%B%x01", tip).decode()
+def read_run(root: Path, run_id: str, tip: str | None = None, *, git_dir: Path | None = None) -> RunRecord:
+    tip = (
+        tip or git(root, "rev-parse", "--verify", "-q", REF_PREFIX + run_id, git_dir=git_dir).decode().strip()
+    )
+    log = git(root, "log", "--format=%H%x00%T%x00%ct%x00%B%x01", tip, git_dir=git_dir).decode()
     entries = [entry.strip("\n") for entry in log.split("\x01") if entry.strip()]
     steps: dict[int, str] = {}
     started, fields_of_tip = time.time(), {}
@@ -247,10 +257,10 @@ def read_run(root: Path, run_id: str, tip: str | None = None) -> RunRecord:
     )
 
 
-def restore(root: Path, current_tree: str, target_tree: str) -> list[str]:
+def restore(root: Path, current_tree: str, target_tree: str, *, git_dir: Path | None = None) -> list[str]:
     """Make the working tree, now `current_tree`, hold exactly `target_tree` (ignored files aside).
     Only paths that differ are written or removed, so other files keep their timestamps."""
-    changed = _changed_paths(root, current_tree, target_tree)
+    changed = _changed_paths(root, current_tree, target_tree, git_dir=git_dir)
     for path, in_target in changed:
         if not in_target:
             _remove(root, root / path)
@@ -260,7 +270,7 @@ def restore(root: Path, current_tree: str, target_tree: str) -> list[str]:
     if wanted:
         with tempfile.TemporaryDirectory(prefix="actsmith-restore-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            git(root, "read-tree", target_tree, env=env)
+            git(root, "read-tree", target_tree, env=env, git_dir=git_dir)
             git(
                 root,
                 "checkout-index",
@@ -269,6 +279,7 @@ def restore(root: Path, current_tree: str, target_tree: str) -> list[str]:
                 "--stdin",
                 env=env,
                 input=nul_joined(wanted),
+                git_dir=git_dir,
             )
     return [path for path, _ in changed]
 
@@ -308,10 +319,11 @@ def undo(workspace: Workspace, run_id: str | None = None, step: int | None = Non
     paths = restore(root, before.tree, run.trees[step])
     for submodule in record.submodules:
         prefix = submodule.root.relative_to(root).as_posix()
-        kept = read_run(submodule.root, run.run_id) if has_ref(submodule.root, run.ref) else None
+        sub, sub_git = submodule.root, submodule.git_dir
+        kept = read_run(sub, run.run_id, git_dir=sub_git) if has_ref(sub, run.ref, git_dir=sub_git) else None
         if kept:
             now = submodule.history[0].tree
-            restored = restore(submodule.root, now, kept.trees[min(step, len(kept.trees) - 1)])
+            restored = restore(sub, now, kept.trees[min(step, len(kept.trees) - 1)], git_dir=sub_git)
             paths += [f"{prefix}/{path}" for path in restored]
     record.close("finished")
     return Undone(paths, run=run, step=step, record=record.run_id)
@@ -329,10 +341,12 @@ def undo_changes(root: Path, now: str, before: str, after: str) -> Undone:
     return Undone(undone, kept)
 
 
-def _changed_paths(root: Path, current: str, target: str) -> list[tuple[str, bool]]:
+def _changed_paths(
+    root: Path, current: str, target: str, *, git_dir: Path | None = None
+) -> list[tuple[str, bool]]:
     """(path, exists in target) for every file that differs between two trees. Submodule entries are
     left out: their files are restored through their own checkpoints, never deleted from here."""
-    out = git(root, "diff-tree", "-r", "--no-renames", "-z", "--raw", current, target)
+    out = git(root, "diff-tree", "-r", "--no-renames", "-z", "--raw", current, target, git_dir=git_dir)
     parts = out.decode("utf-8", "surrogateescape").split("\0")
     changed = []
     for meta, path in zip(parts[0::2], parts[1::2], strict=False):
@@ -340,17 +354,6 @@ def _changed_paths(root: Path, current: str, target: str) -> list[tuple[str, boo
         if GITLINK not in (old_mode, new_mode):
             changed.append((path, letter != "D"))
     return changed
-
-
-def checked_out_submodules(root: Path) -> list[Path]:
-    """The working tree of each submodule that is checked out."""
-    out = git(root, "ls-files", "-z", "--stage").decode("utf-8", "surrogateescape")
-    found = []
-    for entry in out.split("\0"):
-        meta, _, path = entry.partition("\t")
-        if meta.startswith(GITLINK) and (root / path / ".git").exists():
-            found.append(root / path)
-    return found
 
 
 def _remove(root: Path, path: Path) -> None:
@@ -384,8 +387,45 @@ def working_tree(workspace: Workspace) -> str:
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="snapshot-", dir=scratch) as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        git(workspace.root, "add", "--all", "--", ".", env=env)
+        stage_tree(workspace.root, env, checked_out_submodules(workspace.root))
         return git(workspace.root, "write-tree", env=env).decode().strip()
+
+
+def stage_tree(
+    root: Path, env: dict[str, str], submodules: list[tuple[Path, Path]], *, git_dir: Path | None = None
+) -> list[str]:
+    """Stage the working tree into the index `env` names, so that git never runs inside a repository
+    the sandbox could have planted. `git add` runs `git status` inside every gitlink of the index whose
+    folder looks changed, finding its git dir through the folder's `.git`, which the sandbox can
+    replace (with a config naming a filter): so submodules are left out of `add` and their entries
+    pinned to the commit their git dir (resolved before the sandbox ran) holds, and any other
+    repository in the tree (an untracked folder with a `.git`, which git lists as `folder/`) is left
+    out too: its files stay out of the checkpoints, and its path is returned, to be said."""
+    relative = [sub.relative_to(root).as_posix() for sub, _ in submodules]
+    if submodules:
+        heads = [
+            f"{GITLINK} {git(sub, 'rev-parse', 'HEAD', git_dir=sub_git).decode().strip()}\t{path}"
+            for (sub, sub_git), path in zip(submodules, relative, strict=True)
+        ]
+        git(
+            root,
+            "update-index",
+            "--add",
+            "-z",
+            "--index-info",
+            env=env,
+            git_dir=git_dir,
+            input=nul_joined(heads),
+        )
+    untracked = git(root, "ls-files", "-z", "--others", "--exclude-standard", env=env, git_dir=git_dir)
+    planted = [
+        path.rstrip("/")
+        for path in untracked.decode("utf-8", "surrogateescape").split("\0")
+        if path.endswith("/") and path.rstrip("/") not in relative
+    ]
+    excluded = [f":(exclude,literal){path}" for path in [*relative, *planted]]
+    git(root, "add", "--all", "--", ".", *excluded, env=env, git_dir=git_dir)
+    return planted
 
 
 def blobs(root: Path, tree: str, paths: list[str]) -> dict[str, tuple[str, str]]:

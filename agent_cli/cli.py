@@ -10,9 +10,10 @@ import functools
 import inspect
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
+from typing import IO, TYPE_CHECKING, Annotated, Any, ParamSpec, cast
 
 import typer
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from agent_cli.cancel import CancelToken
     from agent_cli.events import EventStream
+    from agent_cli.trajectory import Redactor
     from agent_cli.workspace import Workspace
 
 app = typer.Typer(
@@ -141,10 +143,15 @@ def _progress(line: str) -> None:
     _console(stderr=True).print(line, style="dim", markup=False, highlight=False)
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False, redactor: Redactor | None = None) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    if redactor is None:
+        return Console(stderr=stderr, highlight=False)
+    from agent_cli.trajectory import RedactedStream
+
+    stream = RedactedStream(sys.stderr if stderr else sys.stdout, redactor)
+    return Console(file=cast("IO[str]", stream), highlight=False)  # rich needs write, flush, isatty
 
 
 def _open_workspace(repo: Path | None) -> Workspace:
@@ -175,10 +182,11 @@ def interrupts_cancel(token: CancelToken) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _event_stream(json_output: bool) -> tuple[EventStream, Callable[[], None]]:
-    """The consumers a terminal command shows its session through: the rich view, or JSON lines."""
+def _event_stream(json_output: bool, redacted: bool = False) -> tuple[EventStream, Callable[[], None]]:
+    """The consumers a terminal command shows its session through: the rich view (`redacted`, as
+    the trajectory is: for a log others read), or JSON lines (always redacted)."""
     from agent_cli.events import EventStream
-    from agent_cli.trajectory import stdout_json
+    from agent_cli.trajectory import Redactor, stdout_json
     from agent_cli.ui import TerminalView
 
     events = EventStream()
@@ -186,7 +194,8 @@ def _event_stream(json_output: bool) -> tuple[EventStream, Callable[[], None]]:
         sink = stdout_json()
         events.subscribe(sink)
         return events, sink.close
-    view = TerminalView(_console(), _console(stderr=True))
+    redactor = Redactor() if redacted else None
+    view = TerminalView(_console(redactor=redactor), _console(stderr=True, redactor=redactor))
     events.subscribe(view)
     return events, view.close
 
@@ -288,7 +297,8 @@ def ci(
     allow: Annotated[
         list[str] | None,
         typer.Option(
-            help="Logins (repeatable, or comma separated) whose /actsmith comments start a run too."
+            help="People who may start a run without write access (repeatable, or comma separated): "
+            "LOGIN:ID (both must match), a numeric user ID, or a LOGIN (whoever holds it)."
         ),
     ] = None,
     draft: Annotated[
@@ -297,24 +307,41 @@ def ci(
             "--draft/--ready", help="Open the pull request as a draft (always, unless the run succeeded)."
         ),
     ] = True,
+    allow_workflow_changes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-workflow-changes",
+            help="Push changes to .github/workflows too (by default they are taken out of the commit).",
+        ),
+    ] = False,
+    setup_on_forks: Annotated[
+        bool,
+        typer.Option(
+            "--setup-on-forks", help="Run environment setup for a pull request from a fork (off by default)."
+        ),
+    ] = False,
     *,
     flags: dict[str, Any],
 ) -> None:
     """In a GitHub Actions job: turn the event (a labeled issue, an /actsmith comment, a dispatch) into a pushed branch, a pull request and one comment."""
     from agent_cli.cancel import CancelToken
     from agent_cli.ci import CiOptions, run_ci
+    from agent_cli.ci.actions_env import workflow_commands_stopped
     from agent_cli.ci.trigger import parse_allow
 
     if flags.get("trajectory") is not None:
         flags["trajectory"] = Path(os.path.abspath(flags["trajectory"]))
-    options = CiOptions(label, parse_allow(allow or []), draft, flags)
-    events, close_view = _event_stream(json_output=False)
+    options = CiOptions(label, parse_allow(allow or []), draft, flags, allow_workflow_changes, setup_on_forks)
     token = CancelToken()
-    try:
-        with interrupts_cancel(token):
-            result = run_ci(options, dict(os.environ), events, token)
-    finally:
-        close_view()
+    with workflow_commands_stopped(dict(os.environ)):  # all the run prints, the model's words included
+        # The job's log is public on a public repository: what the run prints goes through the
+        # redactor (the job's GITHUB_TOKEN included), as the trajectory does.
+        events, close_view = _event_stream(json_output=False, redacted=True)
+        try:
+            with interrupts_cancel(token):
+                result = run_ci(options, dict(os.environ), events, token)
+        finally:
+            close_view()
     if result.problem:
         _print_error(result.problem)
     else:

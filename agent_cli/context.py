@@ -2,14 +2,19 @@
 
 The conversation is a list of typed entries (the system prompt, each task or request from the user,
 each step's reply and observation, notes, summaries) rendered into chat messages. When the next prompt
-would pass the budget, the oldest steps are condensed: a model (`summary_model`, else the main one;
-prompts/condense.md) writes a summary of them that takes their place, while the system prompt, every
-task and request, the state block and the latest steps stay verbatim. So the prompt grows linearly
-with steps until the budget, then stays under it.
+would pass the budget, the oldest steps are condensed: a model (`summary_model`, else the main one
+unless it is a replay; prompts/condense.md) writes a summary of them that takes their place, while the
+system prompt, every task and request, the state block and the latest steps stay verbatim. Without a
+model (or when it fails) a digest of the steps' first lines takes their place. So the prompt grows
+linearly with steps until the budget, then stays under it.
 
 Tokens are estimated at four characters each (what common tokenizers give on English and code,
 without loading one); condensation starts at 85% of the budget, leaving room for that estimate to be
-off, and brings the prompt back under 60% so it does not run again at every step.
+off, and brings the prompt back under 50%, in one chunk, so it runs rarely. That matters for the
+provider's prompt cache: every step's prompt repeats the one before it and adds to its end (the state
+block rides on the last message only), so all of it but the end is read from the cache; a
+condensation changes the prompt from the summary on, which is then written to the cache again (the
+system prompt stays cached). The lower the mark, the rarer that rewrite (bench/caching.py).
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from agent_cli.templates import render
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators, per message
 START_AT = 0.85
-CONDENSE_TO = 0.60
+CONDENSE_TO = 0.50  # low: each condensation costs the cache its prefix after the summary
 KEEP_LATEST_STEPS = 2
 CONDENSER_INPUT_SHARE = 0.7  # of the budget, for the condensation prompt itself
 OBSERVATION_CHARS_FOR_SUMMARY = 1_500
 DEFAULT_WINDOW = 32_000  # when the model's window is unknown (a replay, an unlisted model)
+DIGEST = "digest"  # the Condensed event's writer when no model wrote the summary
 
 
 def estimate_tokens(text: str) -> int:
@@ -113,10 +119,11 @@ def messages_tokens(messages: list[dict[str, str]]) -> int:
 @dataclass
 class Condenser:
     """Keeps a conversation's prompt under `budget` tokens by summarising its oldest steps.
-    `complete` asks the summary model (the agent makes it cancellable and bounded by the time left)."""
+    `complete` asks the summary model (the agent makes it cancellable and bounded by the time left);
+    None when there is none (a replay's replies are never spent on summaries): the digest is used."""
 
     model_name: str
-    complete: Callable[[list[dict[str, str]]], ModelReply]
+    complete: Callable[[list[dict[str, str]]], ModelReply] | None
     budget: int
     events: EventStream
     on_usage: Callable[[Usage], None] = lambda usage: None
@@ -139,10 +146,11 @@ class Condenser:
         before = messages_tokens(conversation.messages())
         replaced = conversation.entries[start:end]
         first, last = _steps_of(replaced)
-        summary = render("condensed", summary=self._summarise(replaced, step), first=first, last=last)
+        text, writer = self._summarise(replaced, step)
+        summary = render("condensed", summary=text, first=first, last=last)
         conversation.entries[start:end] = [Entry("user", "summary", summary, steps=(first, last))]
         after = messages_tokens(conversation.messages())
-        self.events.emit(Condensed(step, first, last, len(replaced), before, after, self.model_name))
+        self.events.emit(Condensed(step, first, last, len(replaced), before, after, writer))
 
     def _oldest_block(self, conversation: Conversation, target: float) -> tuple[int, int] | None:
         """The entries to replace: the oldest run of steps (and earlier summaries) between two of the
@@ -178,8 +186,11 @@ class Condenser:
         """A block holds at least one whole step (a lone summary is already as short as it gets)."""
         return any(entry.kind == "observation" for entry in block)
 
-    def _summarise(self, entries: list[Entry], step: int) -> str:
-        """The summary model's account of these entries; a plain list of the actions when it fails."""
+    def _summarise(self, entries: list[Entry], step: int) -> tuple[str, str]:
+        """The summary model's account of these entries, and who wrote it; a plain list of the actions
+        (the digest) when there is no summary model or it fails."""
+        if self.complete is None:
+            return _mechanical_summary(entries), DIGEST
         room = int(self.budget * CONDENSER_INPUT_SHARE) * CHARS_PER_TOKEN
         shown = []
         for entry in entries:
@@ -194,12 +205,14 @@ class Condenser:
         try:
             reply = self.complete(messages)
         except (ModelError, ModelStopped, TimeoutError):
-            return _mechanical_summary(entries)
+            return _mechanical_summary(entries), DIGEST
         self.on_usage(reply.usage)
         self.events.emit(
             ModelCalled(step, messages, reply.content, reply.usage, round(reply.latency_s, 3), "condenser")
         )
-        return reply.content.strip() or _mechanical_summary(entries)
+        if not reply.content.strip():
+            return _mechanical_summary(entries), DIGEST
+        return reply.content.strip(), self.model_name
 
     def _cut_what_is_left(self, conversation: Conversation, limit: float) -> None:
         """When the latest steps alone pass the budget, cut the longest observations in the middle."""
@@ -229,7 +242,7 @@ def _mechanical_summary(entries: list[Entry]) -> str:
             lines.append(f"- step {entry.step}: {first[:160]}")
         elif entry.kind == "summary":
             lines.append(entry.content)
-    return "The summary model was not available; the earlier steps, by their first line:\n" + "\n".join(lines)
+    return "No model summarised them; the earlier steps, by their first line:\n" + "\n".join(lines)
 
 
 def context_window(model_name: str) -> int:

@@ -45,6 +45,8 @@ def run_checks(repo: Path | None, flags: dict[str, Any]) -> list[Check]:
         checks += [check_image(client, settings), check_leftovers(client)]
         if repo is not None:
             checks.append(check_setup(client, settings, repo))
+    if repo is not None:
+        checks.append(check_instructions(repo))
     checks.append(check_model(settings))
     return checks
 
@@ -120,6 +122,19 @@ def check_setup(client: docker.DockerClient, settings: Settings, repo: Path) -> 
             "setup", True, f"{what}; the first run builds its environment (or: actsmith sandbox setup)"
         )
     return Check("setup", True, f"{what}; environment {tag} is ready")
+
+
+def check_instructions(repo: Path) -> Check:
+    """The AGENTS.md files the model will be given (the root one always, a folder's when it works there)."""
+    from agent_cli.instructions import RepoInstructions
+
+    found = RepoInstructions.read(repo).files
+    if not found:
+        return Check(
+            "agents.md", True, "none (AGENTS.md, AGENT.md, CLAUDE.md or .github/copilot-instructions.md)"
+        )
+    shown = [f"{item.path}{f' (cut by {item.cut} characters)' if item.cut else ''}" for item in found]
+    return Check("agents.md", True, ", ".join(shown))
 
 
 def check_leftovers(client: docker.DockerClient) -> Check:

@@ -186,6 +186,7 @@ class Edited(Event):
     name: ClassVar[str] = "edits"
     step: int
     files: tuple[FileChange, ...]
+    undone: tuple[str, ...] = ()  # protected paths the step changed, put back by the harness
 
 
 @dataclass(frozen=True)

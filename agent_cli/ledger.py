@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_cli.checkpoints import Checkpoint, RunCheckpoints
+from agent_cli.checkpoints import Checkpoint, RunCheckpoints, restore, tree_with
 from agent_cli.gitops import git
+from agent_cli.protect import ProtectedPaths
 from agent_cli.syntax import Definition, FileTags, SyntaxProblem, analyse, language_for
 
 MAX_ANALYSED_BYTES = 1_000_000  # bigger files are counted, not parsed
@@ -35,6 +36,20 @@ class StepEdits:
     step: int
     files: tuple[FileChange, ...]
     by_user: bool = False  # edits made outside the agent (between turns of a conversation)
+    refused: tuple[str, ...] = ()  # what the harness would not do for this step, one line each
+    undone: tuple[str, ...] = ()  # protected paths whose change the harness put back
+
+    def merged(self, later: StepEdits) -> StepEdits:
+        """This step's edits followed by more of the same step (what the after-edit command wrote)."""
+        files = {change.path: change for change in self.files}
+        files.update({change.path: change for change in later.files})
+        return StepEdits(
+            self.step,
+            tuple(files.values()),
+            self.by_user,
+            self.refused + later.refused,
+            self.undone + later.undone,
+        )
 
     @property
     def warnings(self) -> list[str]:
@@ -103,6 +118,8 @@ class Ledger:
     steps: list[StepEdits] = field(default_factory=list)
     problems: dict[str, SyntaxProblem] = field(default_factory=dict)  # files that do not parse now
     net: dict[str, DiffEntry] = field(default_factory=dict)  # files that differ from the base now
+    planted_repositories: set[str] = field(default_factory=set)  # already said to the model
+    protected: ProtectedPaths = field(default_factory=ProtectedPaths)  # changes to these are undone
     base: Checkpoint | None = None  # the state before the run, set by start()
     _parsed: dict[str, _Parsed] = field(default_factory=dict)  # by blob id, oldest first
     _view: tuple[int, LedgerView] | None = None  # the last view, keyed by the number of editing steps
@@ -134,8 +151,12 @@ class Ledger:
         """Checkpoint after an action (or, `by_user`, the user's own edits between turns) and record
         what it changed."""
         previous = self.checkpoints.history[-1]
-        self.checkpoints.stage()
+        refused = self._refusals(self.checkpoints.stage())
         entries = self._diff(previous.tree)  # the freshly staged index against the last checkpoint
+        undone = self._undo_protected(previous.tree, entries)
+        if undone:
+            refused += tuple(undone.values())
+            entries = self._diff(previous.tree)
         files: tuple[FileChange, ...] = ()
         if not entries:
             self.checkpoints.record(step, tree=previous.tree)
@@ -151,13 +172,45 @@ class Ledger:
             differed = set(self.net)
             self._apply_net(*net.result())
             files = tuple(self._mark_revert(change, differed) for change in files)
-        edits = StepEdits(step, files, by_user)
+        edits = StepEdits(step, files, by_user, refused, tuple(undone))
         self.steps.append(edits)
         for change in files:
             self.problems.pop(change.old_path or change.path, None)
             if change.problem is not None:
                 self.problems[change.path] = change.problem
         return edits
+
+    def _undo_protected(self, previous_tree: str, entries: list[DiffEntry]) -> dict[str, str]:
+        """Put every protected path the step changed back as the last checkpoint has it (a created
+        file goes), and stage again, so the step's checkpoint never holds the change. Returns what
+        to tell the model, by path."""
+        hits = {
+            path: glob
+            for entry in entries
+            for path in (entry.path, entry.old_path)
+            if path is not None and (glob := self.protected.match(path)) is not None
+        }
+        if not hits:
+            return {}
+        root = self.checkpoints.root
+        staged = self.checkpoints.write_tree()
+        restore(root, staged, tree_with(root, staged, previous_tree, sorted(hits)))
+        self.checkpoints.stage()
+        return {
+            path: f"{path} is protected (`{glob}`): the harness undid your change to it; leave it as it is"
+            for path, glob in sorted(hits.items())
+        }
+
+    def _refusals(self, planted: list[str]) -> tuple[str, ...]:
+        """Each git repository made inside the working tree is said once, when first seen."""
+        new = [path for path in planted if path not in self.planted_repositories]
+        self.planted_repositories.update(new)
+        return tuple(
+            f"{path}/ is a git repository that is not one of this repository's submodules: actsmith "
+            f"runs no git command in it and does not record its files (remove {path}/.git to have "
+            "them recorded)"
+            for path in new
+        )
 
     def _mark_revert(self, change: FileChange, differed: set[str]) -> FileChange:
         """A file this step put back exactly as it was before the run: nothing of it is left to

@@ -32,11 +32,14 @@ from agent_cli.checkpoints import RunCheckpoints, Undone
 from agent_cli.context import context_window
 from agent_cli.errors import EXIT_OK, ActsmithError, UsageError
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
+from agent_cli.instructions import RepoInstructions
 from agent_cli.ledger import Ledger
-from agent_cli.model import Model, ModelGate, Retry, Usage, check_credentials, make_model
+from agent_cli.model import Model, ModelGate, Retry, Usage, check_credentials, make_model, summary_model_for
 from agent_cli.outcome import Status, TestOutcome, TurnResult
+from agent_cli.protect import ProtectedPaths
 from agent_cli.sandbox import Observation, RunTests
 from agent_cli.templates import render
+from agent_cli.testing.gate import Summariser
 from agent_cli.trajectory import Redactor, Trajectory
 from agent_cli.turns import Turns
 
@@ -150,11 +153,11 @@ class Session:
                 self.target, self.branch = self.workspace.create_worktree(self.label, self._branch)
             self._sandbox_start = self._pool.submit(self._start_sandbox)
             self._prepare_map()
-            summary_model = ready.result()
+            configured_summary = ready.result()
             self.events.release()
             self.ledger = self._start_ledger()
             self.sandbox = self._sandbox_start.result()
-            self.tests = self._start_tests(summary_model or model)
+            self.tests = self._start_tests(summary_model_for(model, configured_summary))
             self.agent = Agent(
                 model,
                 self.sandbox,
@@ -164,7 +167,9 @@ class Session:
                 tests=self.tests,
                 repo_map=self.repo_map,
                 cancel=self.cancel,
-                summary_model=summary_model,
+                summary_model=configured_summary,
+                # Read before the first action: what the sandbox writes later is not the user's word.
+                instructions=RepoInstructions.read(self.target.root),
             )
             self.turns = Turns(self.ledger, self.agent.take_step_number)
         except BaseException as error:
@@ -183,6 +188,7 @@ class Session:
             timeout=settings.model_timeout,
             on_retry=self._retried if coder else None,
             gate=self._gate,
+            prompt_caching=settings.prompt_caching and coder,
         )
 
     def _check_credentials(self, name: str) -> None:
@@ -257,7 +263,7 @@ class Session:
         checkpoints = RunCheckpoints.for_run(
             self.workspace, self.run_id, self.label, root=self.target.root, branch=self.branch
         )
-        ledger = Ledger(checkpoints)
+        ledger = Ledger(checkpoints, protected=ProtectedPaths.of(self.settings.protect))
         base = ledger.start()
         self._base_tree.set_result(base.tree)
         self.events.emit(
@@ -272,7 +278,7 @@ class Session:
         )
         return ledger
 
-    def _start_tests(self, summary_model: Model) -> SuiteRunner:
+    def _start_tests(self, summary_model: Model | None) -> SuiteRunner:
         from agent_cli.testing import build_test_runner
 
         assert self.ledger is not None and self.sandbox is not None
@@ -478,8 +484,9 @@ class Session:
         self._check_credentials(name)
         model = self._new_model(name)
         agent.use_model(model)
-        if self.tests is not None and self.tests.summariser is not None and not self.settings.summary_model:
-            self.tests.summariser.model = model
+        if self.tests is not None and not self.settings.summary_model:
+            summary = summary_model_for(model, None)  # never a replay
+            self.tests.summariser = Summariser(summary, self.events) if summary is not None else None
 
     @property
     def usage(self) -> Usage:

@@ -99,6 +99,11 @@ class Settings:
     summary_model: str | None = setting(
         None, "Model that condenses long test output and old steps (default: --model)."
     )
+    prompt_caching: bool = setting(
+        True,
+        "Mark the prompt's stable prefix for the provider's cache where it needs marks (Anthropic, Claude on "
+        "Bedrock and Vertex); others cache it on their own.",
+    )
     max_context_tokens: int | None = setting(
         None,
         "Token budget of every prompt; older steps are condensed past it (default: the model's window).",
@@ -112,6 +117,15 @@ class Settings:
         None,
         "A command that prepares the environment (repeatable; default: detected from the repository).",
         negative=("--no-setup", "Skip setup: the agent runs in the plain sandbox image."),
+    )
+    protect: tuple[str, ...] | None = setting(
+        None,
+        "A glob of paths the agent may not change, such as 'migrations/**' (repeatable); a change is undone at once.",
+    )
+    after_edit: str | None = setting(
+        None,
+        "A command run in the sandbox after each step that changed files, such as 'ruff check --fix {files}' "
+        "({files}: the changed files, quoted); its output is shown to the model.",
     )
     setup_timeout: float = setting(
         1800.0, "Seconds the environment's setup may take.", low=10, high=7 * 86400

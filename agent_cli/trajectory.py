@@ -26,15 +26,23 @@ MIN_SECRET_LENGTH = 8
 
 
 class Redactor:
-    """Replaces the values of secret-looking environment variables, secrets named to it, credential
-    shapes and credentials inside URLs, in any text."""
+    """Replaces the values of secret-looking environment variables, the credentials in the host's
+    proxy and package index settings, secrets named to it, credential shapes and credentials inside
+    URLs, in any text."""
 
     def __init__(self, environ: dict[str, str] | None = None):
+        from agent_cli.setup.network import host_network
+
         environ = dict(os.environ if environ is None else environ)
         self._secrets: list[tuple[str, str]] = []
         for name, value in environ.items():
             if _SECRET_NAME.search(name):
                 self.add(value, name)
+        # `user:password` from HTTPS_PROXY, PIP_INDEX_URL, pip.conf...: the password alone too, as a
+        # tool may print it apart from its URL.
+        for credentials in host_network(environ).secrets:
+            self.add(credentials, "network credentials")
+            self.add(credentials.partition(":")[2], "network credentials")
 
     def add(self, value: str | None, name: str) -> None:
         """Redact `value` wherever it appears (a token handed over in code rather than the environment)."""
@@ -57,6 +65,32 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+class RedactedStream:
+    """A text stream that redacts what is written through it: a console's file, when its output
+    goes to a log other people read (a CI job's)."""
+
+    def __init__(self, stream: TextIO, redactor: Redactor):
+        self._stream = stream
+        self._redactor = redactor
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redactor.text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return self._stream.encoding
 
 
 class JsonLines:

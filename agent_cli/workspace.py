@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_cli.errors import UsageError
-from agent_cli.gitops import GitError, git, has_ref, nul_joined, open_repo
+from agent_cli.gitops import EMPTY_TREE, GitError, check_config_origins, git, has_ref, nul_joined, open_repo
 
 if TYPE_CHECKING:
     import git as gitpython
@@ -48,6 +48,7 @@ class Workspace:
             ) from None
         if repo.bare or repo.working_tree_dir is None:
             raise UsageError(f"{path} is a bare repository: actsmith needs a working tree")
+        check_config_origins(Path(repo.working_tree_dir))
         return cls(Path(repo.working_tree_dir).resolve(), Path(repo.git_dir).resolve())
 
     @property
@@ -217,8 +218,9 @@ class Workspace:
             env = {**literal, "GIT_INDEX_FILE": str(Path(tmp) / "index")}
             git(self.root, "read-tree", *([head] if head else ["--empty"]), env=env)
             if present:
-                # The user's own attributes and filters apply, as in any commit of theirs.
-                self._git_paths(["add", "--force"], present, env)
+                # The user's own filters apply, as in any commit of theirs, selected by the attributes
+                # they committed: the working tree's .gitattributes is the sandbox's to write.
+                self._git_paths(["add", "--force"], present, env, attr_source=head)
             if deleted:
                 git(
                     self.root,
@@ -246,9 +248,19 @@ class Workspace:
         self._git_paths(["reset", "-q"], present + deleted, literal)
         return commit
 
-    def _git_paths(self, command: list[str], paths: list[str], env: dict[str, str]) -> None:
+    def _git_paths(
+        self, command: list[str], paths: list[str], env: dict[str, str], attr_source: str | None = None
+    ) -> None:
         pathspec = ["--pathspec-from-file=-", "--pathspec-file-nul"]
-        git(self.root, *command, *pathspec, env=env, input=nul_joined(paths), exact=False)
+        git(
+            self.root,
+            *command,
+            *pathspec,
+            env=env,
+            input=nul_joined(paths),
+            exact=False,
+            attr_source=attr_source or EMPTY_TREE,
+        )
 
 
 @dataclass

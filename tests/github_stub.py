@@ -1,9 +1,10 @@
 """A small GitHub REST server on 127.0.0.1 for `actsmith ci` tests.
 
 It serves the endpoints actsmith uses, with the response shapes GitHub documents (the repository,
-pull requests, issue comments), keeps their state (comments with every body they had, pull requests
-with their edits) and records every request. Tests script failures by method and path (`fail`),
-and seed the pull requests an event refers to (`add_pull`). Requests without the expected token are
+pull requests, issue comments, a collaborator's permission), keeps their state (comments with every
+body they had, pull requests with their edits) and records every request. Tests script failures by
+method and path (`fail`), seed the pull requests an event refers to (`add_pull`) and the people who
+have access (`add_collaborator`; anyone else has none). Requests without the expected token are
 answered 401, as GitHub does. Standard library only, loopback only.
 """
 
@@ -16,9 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 DOCS = "https://docs.github.com/rest"
+# A role and the legacy permission GitHub reports with it (maintain reads as write, triage as read).
+PERMISSION_OF_ROLE = {
+    "admin": "admin",
+    "maintain": "write",
+    "write": "write",
+    "triage": "read",
+    "read": "read",
+    "none": "none",
+}
 
 
 class Loopback:
@@ -97,6 +107,7 @@ class GitHubStub(Served):
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     comment_bodies: dict[int, list[str]] = field(default_factory=dict)  # every body a comment had
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    collaborators: dict[str, tuple[int, str]] = field(default_factory=dict)  # login (lower) -> (id, role)
     _failures: list[tuple[str, re.Pattern[str], Failure]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 900_000
@@ -112,6 +123,10 @@ class GitHubStub(Served):
     def add_pull(self, number: int, head_branch: str, head_repository: str, head_sha: str) -> dict[str, Any]:
         """A pull request that exists before the run (the one an event comments on)."""
         return self._new_pull(number, head_branch, head_repository, head_sha, f"PR {number}", "", draft=False)
+
+    def add_collaborator(self, login: str, user_id: int, role: str) -> None:
+        """Someone with a role on the repository: admin, maintain, write, triage or read."""
+        self.collaborators[login.lower()] = (user_id, role)
 
     def calls(self, method: str, path: str) -> list[Request]:
         pattern = re.compile(path)
@@ -154,6 +169,8 @@ class GitHubStub(Served):
         rest = path[len(prefix) :]
         if method == "GET" and rest == "":
             return 200, self._repository()
+        if (match := re.fullmatch(r"/collaborators/([^/]+)/permission", rest)) and method == "GET":
+            return 200, self._permission(unquote(match.group(1)))
         if method == "GET" and rest == "/pulls":
             return 200, self._list_pulls(query)
         if method == "POST" and rest == "/pulls":
@@ -196,6 +213,34 @@ class GitHubStub(Served):
             "url": f"{self.url}/repos/{name}",
             "fork": name != self.repository,
             "default_branch": self.default_branch,
+        }
+
+    def _permission(self, login: str) -> dict[str, Any]:
+        """GET /repos/{owner}/{repo}/collaborators/{username}/permission: anyone GitHub knows gets an
+        answer, `none` when they have no access."""
+        user_id, role = self.collaborators.get(login.lower(), (_user_id(login), "none"))
+        permission = PERMISSION_OF_ROLE[role]
+        flags = {
+            "admin": permission == "admin",
+            "maintain": role in ("admin", "maintain"),
+            "push": permission in ("admin", "write"),
+            "triage": role in ("admin", "maintain", "write", "triage"),
+            "pull": permission != "none",
+        }
+        return {
+            "permission": permission,
+            "role_name": role,
+            "user": {
+                "login": login,
+                "id": user_id,
+                "node_id": f"U_{user_id}",
+                "type": "User",
+                "site_admin": False,
+                "url": f"{self.url}/users/{login}",
+                "html_url": f"https://github.com/{login}",
+                "permissions": flags,
+                "role_name": role,
+            },
         }
 
     def _list_pulls(self, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -290,6 +335,11 @@ class GitHubStub(Served):
         self.comments[number] = comment
         self.comment_bodies[number] = [body]
         return comment
+
+
+def _user_id(login: str) -> int:
+    """A stable made-up id for a login the stub was not told about."""
+    return 10_000_000 + sum(ord(c) * 31**i for i, c in enumerate(login.lower())) % 1_000_000
 
 
 def _not_found() -> tuple[int, Any]:

@@ -147,6 +147,27 @@ def test_150_noisy_steps_through_the_cli_never_pass_the_budget(tmp_path, sandbox
 
 
 @pytest.mark.docker
+def test_condensing_a_replay_run_never_spends_its_replies(tmp_path, sandbox_image):
+    """With no summary model, a replay's summaries are the harness's digest: every scripted reply
+    reaches the coder, so a re-run does what the script says, step for step."""
+    repo = make_repo(tmp_path / "r", {"app.py": "x = 1\n"})
+    replies = [NOISY_STEP.format(n=n % 10) for n in range(12)] + [
+        "<execute>\nfinish('printed them all')\n</execute>"
+    ]
+    replay = write_replay(tmp_path / "r.yaml", replies)
+    trajectory = tmp_path / "t.jsonl"
+    args = ["run", "print digits", "--model", f"replay:{replay}", "--max-context-tokens", "4000"]
+    run = run_cli([*args, "--trajectory", str(trajectory)], repo, timeout=300)
+    assert run.code == 0, run.stdout + run.stderr
+    condensed = run.events("condensed")
+    assert condensed and {e["model"] for e in condensed} == {"digest"}
+    assert not [c for c in run.events("model_call") if c["role"] != "coder"]
+    assert len(run.events("action")) == 13  # every reply ran
+    (result,) = run.events("result")
+    assert (result["status"], result["summary"]) == ("finished_untested", "printed them all")  # no tests
+
+
+@pytest.mark.docker
 def test_a_replay_stuck_on_one_failing_action_stops_with_exit_3_after_a_warning(tmp_path, sandbox_image):
     repo = make_repo(tmp_path / "r", {"app.py": "x = 1\n"})
     replay = write_replay(tmp_path / "r.yaml", ["<execute>\nopen('missing.txt').read()\n</execute>"] * 30)

@@ -25,6 +25,7 @@ def test_all_good_is_one_ok_line_per_check_and_exit_0(repo, tmp_path, sandbox_im
         ["ok", "image"],
         ["ok", "leftovers"],
         ["ok", "setup"],
+        ["ok", "agents.md"],
         ["ok", "model"],
     ]
     assert "Docker Engine" in lines[1] and f"{sandbox_image} present" in lines[2]

@@ -295,10 +295,28 @@ def test_credentials_a_checkout_leaves_in_git_config_never_reach_the_sandbox(
     from agent_cli.workspace import Workspace
 
     repo = make_repo(tmp_path / "r", {"a.txt": "a\n"})
+    library = make_repo(tmp_path / "library", {"lib.py": "v = 1\n"})
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            str(library),
+            "lib",
+        ],
+        check=True,
+    )
+    git(repo, "commit", "-qm", "submodule")
     token = "ghs_checkoutTokenThatMustStayOnTheHost123"
     git(repo, "remote", "add", "origin", f"https://x-access-token:{token}@github.example/o/r.git")
-    # What actions/checkout writes unless told persist-credentials: false.
+    # What actions/checkout writes unless told persist-credentials: false, for `submodules: true` too.
     git(repo, "config", "http.https://github.example/.extraheader", f"AUTHORIZATION: basic {token}")
+    git(repo / "lib", "config", "http.https://github.example/.extraheader", f"AUTHORIZATION: basic {token}")
     root = repo if where == "in place" else Workspace.open(repo).create_worktree("look")[0].root
     with DockerSandbox(docker_client, sandbox_image, root, limits()) as box:
         obs = box.run(
@@ -309,5 +327,6 @@ def test_credentials_a_checkout_leaves_in_git_config_never_reach_the_sandbox(
         )
     assert token not in obs.stdout + obs.stderr
     assert "github.example/o/r.git" in obs.stdout  # the remote is still there, without the token
-    assert "initial" in obs.stdout  # git still works in the sandbox
+    assert "submodule" in obs.stdout  # git still works in the sandbox
     assert token in (repo / ".git" / "config").read_text()  # the host's config is untouched
+    assert token in (repo / ".git" / "modules" / "lib" / "config").read_text()

@@ -4,6 +4,8 @@ trajectory's model_call events."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import CliRun, make_repo, run_cli, write_replay
 
@@ -111,7 +113,10 @@ def test_a_suite_that_hangs_is_cut_by_its_timeout(calc_repo, tmp_path, sandbox_i
     run = run_replies(calc_repo, tmp_path, [hang, fix], "--test-timeout", "6")
     assert run.code == 0, run.stdout + run.stderr
     report = sent_to_model(run)[1]
-    assert "the tests did not finish within 6 s (stopped in tests/test_calc.py::test_add)" in report
+    # The time it ran is measured (6 s or a little more on a loaded machine), not asserted.
+    assert re.search(
+        r"the tests did not finish within \d+ s \(stopped in tests/test_calc.py::test_add\)", report
+    )
     assert "which did not happen before your first edit" in report
     hung = next(e for e in run.events("tests_run") if e["trigger"] == "finish")
     assert hung["timed_out"] and hung["hung"] == "tests/test_calc.py::test_add"
@@ -160,3 +165,17 @@ def test_a_configured_command_with_raw_output_is_condensed_by_the_summary_model(
     assert "FAILED widget: expected 4, got 5" in report  # the tail of the raw output is kept
     summary_calls = [c for c in run.events("model_call") if c.get("role") == "test_summary"]
     assert len(summary_calls) == 1 and "noise 599" in summary_calls[0]["messages"][0]["content"]
+
+
+def test_without_a_summary_model_a_replay_gets_the_raw_tail_and_keeps_every_reply(
+    calc_repo, tmp_path, sandbox_image
+):
+    script = "import sys\nfor i in range(600):\n    print('noise', i)\nprint('FAILED widget: expected 4, got 5')\nsys.exit(3)\n"
+    (calc_repo / "check.py").write_text(script)
+    replies = ["<execute>\nrun_tests()\n</execute>", "<execute>\nfinish('looked')\n</execute>"]
+    run = run_replies(calc_repo, tmp_path, replies, "--test-cmd", "python3 check.py")
+    assert run.code == 0, run.stdout + run.stderr  # the finish() reply reached the coder, not a summariser
+    report = sent_to_model(run)[1]
+    assert "Diagnosis" not in report and "Last lines of the output (561 earlier lines not shown):" in report
+    assert "FAILED widget: expected 4, got 5" in report
+    assert [c["role"] for c in run.events("model_call")] == ["coder", "coder"]

@@ -163,6 +163,7 @@ class Driver:
                         round(time.monotonic() - started, 3),
                         str(report),
                         reason,
+                        self.tally.usage,
                     )
                 )
         return self.tally
@@ -280,6 +281,10 @@ class Driver:
             wall_s=run.wall_s,
             node=run.node,
             session_status=run.session_status,
+            prompt_tokens=run.usage.prompt_tokens,
+            completion_tokens=run.usage.completion_tokens,
+            cache_read_tokens=run.usage.cache_read_tokens,
+            cache_write_tokens=run.usage.cache_write_tokens,
         )
         self._record(dispatch.folder, result, diff)
         return result

@@ -21,6 +21,7 @@ from agent_cli.events import (
 
 if TYPE_CHECKING:
     from agent_cli.batch.results import TaskResult
+    from agent_cli.model import Usage
 
 MAX_ACTION_CHARS = 80
 
@@ -74,6 +75,7 @@ class BatchEnded(Event):
     wall_s: float
     report: str
     reason: str = ""  # why it stopped early: the cost cap, an interrupt
+    usage: Usage | None = None  # the tokens of every task's model calls, cache reads and writes included
 
 
 class SessionWatcher:

@@ -19,6 +19,7 @@ from rich.text import Text
 from agent_cli.batch.events import BatchEnded, BatchStarted, TaskFinished, TaskProgress, TaskStarted
 from agent_cli.batch.results import GOOD, NOT_STARTED
 from agent_cli.events import Event, Notice
+from agent_cli.ui import format_tokens
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -188,8 +189,10 @@ def final_words(console: Console, board: Board) -> None:
 def ended_line(event: BatchEnded) -> str:
     counts = ", ".join(f"{count} {status}" for status, count in event.counts.items()) or "nothing to do"
     why = f" (stopped: {event.reason})" if event.reason else ""
+    tokens = f"; {format_tokens(event.usage)}" if event.usage is not None else ""
     return (
-        f"batch ended{why}: {counts}; cost ${event.cost:.4f}; exit {event.exit_code}; report: {event.report}"
+        f"batch ended{why}: {counts}; cost ${event.cost:.4f}{tokens}; exit {event.exit_code}; "
+        f"report: {event.report}"
     )
 
 

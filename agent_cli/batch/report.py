@@ -15,6 +15,8 @@ import jinja2
 
 from agent_cli.batch.journal import JOURNAL, read_journal
 from agent_cli.batch.results import STATUSES, TaskResult, read_result
+from agent_cli.model import Usage
+from agent_cli.ui import format_tokens
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_SHOWN_CHARS = 4_000  # of one action or observation in report.html
@@ -64,6 +66,15 @@ class Summary:
     @property
     def cost(self) -> float:
         return sum((row.result.cost or 0.0) for row in self.rows if row.result)
+
+    @property
+    def tokens(self) -> str:
+        """Every task's tokens in and out, with the share read from the prompt cache."""
+        total = Usage()
+        for row in self.rows:
+            if row.result:
+                total.add(row.result.usage)
+        return format_tokens(total)
 
 
 def summarise(out: Path, *, details: bool = False) -> Summary:

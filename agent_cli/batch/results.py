@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, EXIT_TESTS_FAIL
+from agent_cli.model import Usage
 from agent_cli.outcome import Category, TestOutcome
 
 NOT_STARTED = "not_started"
@@ -50,6 +51,20 @@ class TaskResult:
     wall_s: float = 0.0
     node: str = ""  # where it ran: this machine, or a Ray node
     session_status: str = ""
+    prompt_tokens: int = 0  # input tokens, those read from and written to the prompt cache included
+    completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+        )
 
     @property
     def final(self) -> bool:
@@ -82,12 +97,14 @@ class Tally:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     cost: float = 0.0
+    usage: Usage = field(default_factory=Usage)  # tokens (its cost is None once a task's was unknown)
     capped: bool = False  # max_cost_total stopped work
     interrupted: bool = False
 
     def add(self, result: TaskResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
         self.cost += result.cost or 0.0
+        self.usage.add(result.usage)
 
     @property
     def exit_code(self) -> int:

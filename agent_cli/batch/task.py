@@ -10,7 +10,7 @@ import socket
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from agent_cli.cancel import CancelToken
 from agent_cli.errors import ActsmithError
 from agent_cli.events import EventStream
 from agent_cli.gitops import GitError, git
+from agent_cli.model import Usage
 from agent_cli.outcome import Category, Status, TestOutcome
 from agent_cli.session import Session
 from agent_cli.workspace import Workspace
@@ -59,6 +60,7 @@ class TaskRun:
     wall_s: float
     node: str
     refused: bool  # the batch's cost cap refused one of its model calls
+    usage: Usage = field(default_factory=Usage)  # tokens of every model call, cache reads and writes too
 
 
 def run_task(
@@ -107,6 +109,7 @@ def run_task(
         wall_s=round(time.monotonic() - started, 3),
         node=node or socket.gethostname(),
         refused=task_gate.refused,
+        usage=outcome.usage or Usage(),
     )
 
 

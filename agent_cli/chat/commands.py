@@ -99,12 +99,12 @@ def switch_model(chat: Chat, argument: str, console: Console) -> bool:
 
 
 def show_cost(chat: Chat, argument: str, console: Console) -> bool:
-    from agent_cli.ui import format_cost
+    from agent_cli.ui import format_cost, format_tokens
 
     session = chat.session
     usage = session.usage
     console.print(
-        f"{usage.prompt_tokens:,} tokens in, {usage.completion_tokens:,} out, {format_cost(usage.cost)} "
+        f"{format_tokens(usage)}, {format_cost(usage.cost)} "
         f"({session.turn_count} turn(s), {session.step_count} step(s))"
     )
     return True

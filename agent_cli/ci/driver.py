@@ -9,12 +9,15 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from agent_cli.ci.actions_env import ActionsEnv
+from agent_cli.ci.defang import Defanger
 from agent_cli.ci.github_api import GitHub, GitHubError, PullLink
+from agent_cli.ci.guard import guard_commit
 from agent_cli.ci.origin import Origin, prepare_branch
 from agent_cli.ci.report import Report, RunWatcher
-from agent_cli.ci.trigger import Skipped, Trigger, read_trigger
+from agent_cli.ci.trigger import Allowed, Skipped, Trigger, admit, read_trigger
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError, UsageError
 from agent_cli.gitops import git
+from agent_cli.protect import WORKFLOWS, ProtectedPaths
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor
 
@@ -36,9 +39,11 @@ API_KEY_VARIABLE = "ACTSMITH_API_KEY"
 @dataclass(frozen=True)
 class CiOptions:
     label: str
-    allow: frozenset[str]
+    allow: frozenset[Allowed]
     draft: bool
     flags: dict[str, Any]  # settings passed as flags, as for `run`
+    allow_workflow_changes: bool = False  # push changes to .github/workflows (they run with secrets)
+    setup_on_forks: bool = False  # run environment setup (a fork's own install steps) for a fork's PR
 
 
 @dataclass(frozen=True)
@@ -58,20 +63,39 @@ class BranchPlan:
     source: str | None  # the ref on origin the work continues, when origin has it; else the checkout's HEAD
     required: bool = False  # no HEAD to fall back on: the source must exist
 
+    @property
+    def from_fork(self) -> bool:
+        return self.push_to is None
+
 
 def run_ci(options: CiOptions, environ: dict[str, str], events: EventStream, cancel: CancelToken) -> CiResult:
     env = ActionsEnv.from_environ(environ)
-    trigger = read_trigger(env.event_name, env.event(), label=options.label, allow=options.allow)
+    trigger = read_trigger(env.event_name, env.event(), label=options.label)
     if isinstance(trigger, Skipped):
-        env.append_summary(render("ci_skipped", reason=trigger.reason))
-        env.write_outputs(
-            {"conclusion": "not_triggered", "pr-url": "", "branch": "", "cost-usd": "", "run-dir": ""}
-        )
-        return CiResult(0, "not_triggered", None, f"not triggered: {trigger.reason}")
+        return _not_triggered(env, trigger)
     if not env.token:
         raise UsageError("GITHUB_TOKEN is not set: give the action a github-token (or set GITHUB_TOKEN)")
+    redactor = Redactor()
+    redactor.add(env.token, "GITHUB_TOKEN")
+    github = GitHub(env.api_url, env.repository, env.token, redactor)
+    try:
+        admitted = admit(trigger, options.allow, github.access)
+    except BaseException:
+        github.close()
+        raise
+    if isinstance(admitted, Skipped):
+        github.close()
+        return _not_triggered(env, admitted)
     api_key = environ.get(API_KEY_VARIABLE) or None
-    return CiRun(env, env.token, trigger, options, events, cancel, api_key).run()
+    return CiRun(env, env.token, admitted, options, events, cancel, github, redactor, api_key).run()
+
+
+def _not_triggered(env: ActionsEnv, skipped: Skipped) -> CiResult:
+    env.append_summary(render("ci_skipped", reason=skipped.reason))
+    env.write_outputs(
+        {"conclusion": "not_triggered", "pr-url": "", "branch": "", "cost-usd": "", "run-dir": ""}
+    )
+    return CiResult(0, "not_triggered", None, f"not triggered: {skipped.reason}")
 
 
 class CiRun:
@@ -83,15 +107,16 @@ class CiRun:
         options: CiOptions,
         events: EventStream,
         cancel: CancelToken,
+        github: GitHub,
+        redactor: Redactor,
         api_key: str | None = None,
     ) -> None:
         self.env, self.token, self.trigger, self.options = env, token, trigger, options
         self.events, self.cancel = events, cancel
         self.api_key = api_key  # the action's api-key: handed to the session, never to os.environ
-        self.redactor = Redactor()
-        self.redactor.add(token, "GITHUB_TOKEN")
-        self.github = GitHub(env.api_url, env.repository, token, self.redactor)
-        self.report = Report(trigger, env)
+        self.redactor = redactor
+        self.github = github
+        self.report = Report(trigger, env, redactor=redactor)
         self.watcher = RunWatcher()
         self.comment: IssueComment | None = None
         self.commented_pull: PullLink | None = None  # the same-repository pull request commented on
@@ -122,7 +147,18 @@ class CiRun:
 
         workspace = Workspace.open(self.env.workspace)
         settings = replace(load_settings(workspace.root, self.options.flags), worktree=True)
+        if not self.options.allow_workflow_changes:
+            # Undone after each step, so the model learns at once; the guard before the push stays.
+            settings = replace(settings, protect=(*(settings.protect or ()), WORKFLOWS))
         plan = self._plan()
+        if plan.from_fork and not self.options.setup_on_forks:
+            # Setup runs the fork's own install steps (its setup.py, its package.json scripts) with
+            # network: a stranger's code, outside the sandbox's confinement.
+            settings = replace(settings, setup=())
+            self.report.notes.append(
+                "Environment setup did not run: this pull request comes from a fork "
+                "(the workflow can allow it with `setup-on-forks`)."
+            )
         if self.trigger.number is not None:
             self.comment = self.github.comment(
                 self.trigger.number, render("ci_working", run_url=self.env.run_url)
@@ -182,6 +218,8 @@ class CiRun:
             if session.run_id:  # its trajectory is there even when the session failed to start
                 self.run_dir = workspace.run_dir(session.run_id)
             self.report.ended, self.report.warnings = session.outcome, self.watcher.warnings
+            workflows = ProtectedPaths((WORKFLOWS,))
+            self.report.reverted = [path for path in self.watcher.undone if workflows.match(path)]
         self.exit_code = session.outcome.exit_code if session.outcome else EXIT_USAGE
 
     def _deliver(self, workspace: Workspace, origin: Origin, plan: BranchPlan, start: str | None) -> None:
@@ -190,7 +228,17 @@ class CiRun:
             return
         if ended.commit is None:
             raise UsageError(f"the run's changes were not committed: {ended.not_committed}")
-        self.report.commit = ended.commit
+        guarded = guard_commit(
+            workspace.root,
+            plan.local,
+            ended.commit,
+            Defanger(self.env.repository, self.trigger.number),
+            allow_workflows=self.options.allow_workflow_changes,
+        )
+        self.report.reverted += [path for path in guarded.reverted if path not in self.report.reverted]
+        if guarded.commit is None:
+            return  # only workflow files changed: nothing to deliver
+        self.report.commit = guarded.commit
         if plan.push_to is None:
             self._keep_patch(workspace, start or "HEAD", plan.local)
             return

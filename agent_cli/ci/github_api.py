@@ -8,7 +8,9 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
+from agent_cli.ci.trigger import Access
 from agent_cli.errors import ActsmithError
 
 if TYPE_CHECKING:
@@ -66,6 +68,24 @@ class GitHub:
 
     def close(self) -> None:
         self._client.close()
+
+    def access(self, login: str) -> Access:
+        """`login`'s permission on the repository. GitHub answers 404 for a login it does not know:
+        that is no access."""
+        from github import UnknownObjectException
+
+        path = f"/repos/{self.repository}/collaborators/{quote(login, safe='')}/permission"
+        with self._calling(f"asking GitHub for @{login}'s access to {self.repository}"):
+            try:
+                _, data = self._client.requester.requestJsonAndCheck("GET", path)
+            except UnknownObjectException:
+                return Access("none", "none", None)
+        user = data.get("user") or {}
+        return Access(
+            str(data.get("permission") or "none"),
+            str(data.get("role_name") or ""),
+            user.get("id") if isinstance(user.get("id"), int) else None,
+        )
 
     def pull(self, number: int) -> PullHead:
         with self._calling(f"reading pull request #{number}"):

@@ -1,17 +1,19 @@
 """What a run tells people: one conclusion, and the Markdown the comment, the step summary and the
 pull request body show (prompts/ci_report.md). It is built from the session's own events, so it
-says what the run did, never more: a conclusion of success needs a session that finished."""
+says what the run did, never more: a conclusion of success needs a session that finished. Whatever
+the model could have written in it is defanged (defang.py), and all of it passes the redactor."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent_cli.events import Ended, Event, Notice
+from agent_cli.ci.defang import Defanger, code_span, fence_for
+from agent_cli.events import Edited, Ended, Event, Notice
 from agent_cli.outcome import Category
 from agent_cli.templates import render
+from agent_cli.trajectory import Redactor
 from agent_cli.ui import format_cost
 
 if TYPE_CHECKING:
@@ -42,13 +44,17 @@ PATCH_NOTE_ROOM = 600  # characters kept free for the note that says where the r
 @dataclass
 class RunWatcher:
     """Subscribes to the session's events and keeps the warnings shown along the way (a baseline
-    that could not run, a setup problem); the outcome is the session's own."""
+    that could not run, a setup problem) and the protected paths the harness put back; the outcome
+    is the session's own (`Session.outcome`)."""
 
     warnings: list[str] = field(default_factory=list)
+    undone: list[str] = field(default_factory=list)  # protected paths the harness put back
 
     def emit(self, event: Event) -> None:
         if isinstance(event, Notice) and event.level == "warning":
             self.warnings.append(event.message)
+        elif isinstance(event, Edited):
+            self.undone += [path for path in event.undone if path not in self.undone]
 
 
 @dataclass
@@ -62,6 +68,9 @@ class Report:
     commit: str | None = None
     pull: PullLink | None = None
     patch_file: Path | None = None  # a fork's patch, in full, in the run's artifact folder
+    reverted: list[str] = field(default_factory=list)  # workflow files whose changes were not pushed
+    notes: list[str] = field(default_factory=list)  # what the workflow's settings left out, and why
+    redactor: Redactor = field(default_factory=Redactor)
 
     @property
     def conclusion(self) -> str:
@@ -82,8 +91,14 @@ class Report:
         return text
 
     @property
+    def delivered(self) -> list[str]:
+        """The files changed that can be pushed (a workflow file taken out of the commit is not one)."""
+        changed = self.ended.files_changed if self.ended else []
+        return [path for path in changed if path not in self.reverted]
+
+    @property
     def changed(self) -> bool:
-        return bool(self.ended and self.ended.files_changed)
+        return bool(self.delivered)
 
     @property
     def cost(self) -> str:
@@ -110,20 +125,31 @@ class Report:
 
         if patch is None:
             return self._render("comment", None, None)
+        patch = self.redactor.text(patch)  # before it is cut to fit: a redaction may be longer
         room = COMMENT_LIMIT - len(self._render("comment", "", None)) - PATCH_NOTE_ROOM
         shown, cut = cut_lines(patch, room)
         return self._render("comment", shown, cut)
 
+    def show(self, text: str) -> str:
+        """Text the model may have written (its summary, test names, file names), as Markdown that
+        does nothing but read."""
+        defanger = Defanger(self.env.repository, self.trigger.number)
+        return defanger.markdown(self.redactor.text(text))
+
     def _render(self, place: str, patch: str | None, cut: int | None) -> str:
-        return render(
+        text = render(
             "ci_report",
             place=place,
             r=self,
             end=self.ended,
+            show=self.show,
+            code=code_span,
             patch=patch,
             cut=cut,
             fence=fence_for(patch or ""),
+            stat_fence=fence_for(self.ended.diff_stat if self.ended else ""),
         )
+        return self.redactor.text(text)
 
 
 def cut_lines(text: str, room: int) -> tuple[str, int]:
@@ -138,9 +164,3 @@ def cut_lines(text: str, room: int) -> tuple[str, int]:
         kept.append(line)
         size += len(line)
     return "".join(kept), len(lines) - len(kept)
-
-
-def fence_for(text: str) -> str:
-    """A code fence longer than any run of backticks inside `text`, so the patch cannot close it."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)

@@ -212,18 +212,13 @@ def default_cache_path(root: Path) -> Path:
     """`<git common dir>/actsmith/repomap.sqlite`: it goes away with the repository, is shared by its
     worktrees, and the sandbox (which sees .git read-only) cannot tamper with it. When the git
     directory is not writable: `$XDG_CACHE_HOME/actsmith/repomap/<hash of the root>.sqlite`."""
+    from agent_cli.gitops import GitError, git
+
     try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        git_dir = Path(proc.stdout.strip())
+        git_dir = Path(git(root, "rev-parse", "--path-format=absolute", "--git-common-dir").decode().strip())
         if os.access(git_dir, os.W_OK):
             return git_dir / "actsmith" / "repomap.sqlite"
-    except (subprocess.CalledProcessError, OSError):
+    except (GitError, OSError):
         pass
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.blake2b(str(root.resolve()).encode(), digest_size=8).hexdigest()

@@ -156,6 +156,7 @@ class SandboxRequest:
     # Called before anything slow (an image build): returns once the session's own checks passed,
     # so a missing API key is said before minutes of setup, not after.
     ready: Callable[[], None] = lambda: None
+    read_only: bool = False  # the working tree mounted read-only (plan mode)
 
 
 SandboxFactory = Callable[[SandboxRequest], Sandbox]

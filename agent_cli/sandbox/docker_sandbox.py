@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent_cli.errors import EnvironmentProblem
-from agent_cli.gitops import sanitized_config
 from agent_cli.sandbox import (
     ExecResult,
     Observation,
@@ -36,6 +35,7 @@ from agent_cli.sandbox.identity import (
     owner_token,
     sweep_leftovers,
 )
+from agent_cli.sandbox.mounts import workspace_binds
 
 if TYPE_CHECKING:
     import docker
@@ -49,47 +49,6 @@ READY_TIMEOUT_S = 60.0
 # Beyond the action's own timeout: the in-container interrupt grace, a worker restart, and slack.
 HOST_SLACK_S = 15.0
 SEND_CHUNK = 1 << 20
-
-
-def workspace_binds(repo: Path, private: Path) -> dict[str, dict[str, str]]:
-    """The repository read-write, but its .git read-only: from inside, code could otherwise plant
-    hooks or config (core.fsmonitor, filters) that the host's own git commands would execute. Its
-    config files are replaced by copies without credentials (a CI checkout leaves its token there),
-    written to `private`, a folder of the host's that only this sandbox uses."""
-    binds = {str(repo): {"bind": WORKSPACE, "mode": "rw"}}
-    git_entry = repo / ".git"
-    configs: list[tuple[Path, str]] = []
-    if git_entry.is_file():
-        # A worktree: its .git file names a git dir by absolute path, so the repository's git dir
-        # appears read-only at that same path (the worktree itself lives inside it, under actsmith/).
-        binds[str(git_entry)] = {"bind": f"{WORKSPACE}/.git", "mode": "ro"}
-        common = _common_git_dir(git_entry)
-        binds[str(common)] = {"bind": str(common), "mode": "ro"}
-        own = _worktree_git_dir(git_entry)
-        configs = [(common / "config", str(common / "config"))]
-        configs += [(own / "config.worktree", str(own / "config.worktree"))]
-    elif git_entry.exists():
-        binds[str(git_entry)] = {"bind": f"{WORKSPACE}/.git", "mode": "ro"}
-        configs = [(git_entry / name, f"{WORKSPACE}/.git/{name}") for name in ("config", "config.worktree")]
-    for number, (config, inside) in enumerate(configs):
-        if config.is_file():
-            copy = private / f"gitconfig-{number}"
-            copy.write_text(sanitized_config(config))
-            copy.chmod(0o644)  # nothing secret left in it; the sandbox's uid must read it
-            binds[str(copy)] = {"bind": inside, "mode": "ro"}
-    return binds
-
-
-def _worktree_git_dir(git_file: Path) -> Path:
-    gitdir = Path(git_file.read_text().removeprefix("gitdir:").strip())
-    return gitdir if gitdir.is_absolute() else (git_file.parent / gitdir).resolve()
-
-
-def _common_git_dir(git_file: Path) -> Path:
-    """The main git dir of a worktree, read from its .git file and the worktree dir's commondir."""
-    worktree_dir = _worktree_git_dir(git_file)
-    common = worktree_dir / "commondir"
-    return (worktree_dir / common.read_text().strip()).resolve() if common.exists() else worktree_dir
 
 
 @dataclass
@@ -106,6 +65,7 @@ class DockerSandbox:
     layers: tuple[str, ...] = ()  # folders of the environment image layered over the repository mount
     made_mountpoints: list[str] = field(default_factory=list)
     private: Path | None = None  # a host folder of this sandbox's own (sanitized git config copies)
+    read_only: bool = False  # the working tree mounted read-only (plan mode)
     workdir: str = WORKSPACE
     scratch: str = SCRATCH
     python: str = "python3"
@@ -163,7 +123,7 @@ class DockerSandbox:
         stat = self.repo.stat()
         limits = self.limits
         host_config = api.create_host_config(
-            binds=workspace_binds(self.repo, self._private()),
+            binds=workspace_binds(self.repo, self._private(), read_only=self.read_only),
             network_mode="bridge" if limits.network else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -363,7 +323,12 @@ def docker_factory(settings: Settings, events: EventStream) -> SandboxFactory:
         image = image_for(client, settings, events.notice, before_build=request.ready)
         image, layers = prepare_environment(client, image, settings, request, events)
         return DockerSandbox(
-            client, image, request.root, SandboxLimits.from_settings(settings), layers=layers
+            client,
+            image,
+            request.root,
+            SandboxLimits.from_settings(settings),
+            layers=layers,
+            read_only=request.read_only,
         )
 
     return make

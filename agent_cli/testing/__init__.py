@@ -34,12 +34,13 @@ def build_test_runner(
     root: Path,
     base_tree: str,
     sandbox: Sandbox,
-    summary_model: Model,
+    summary_model: Model | None,
     events: EventStream,
     task: str,
     cancel: CancelToken | None = None,
 ) -> SuiteRunner:
-    """The runner for one session: the command chosen (and said), a summary model, the pre-run tree."""
+    """The runner for one session: the command chosen (and said), the summary model (None: long raw
+    output is shown as its tail, undiagnosed), the pre-run tree."""
     from agent_cli.testing.execute import SandboxExec, snapshot_tar
 
     command = configured_command(settings.test_cmd) if settings.test_cmd else detect_test_command(root)
@@ -53,7 +54,7 @@ def build_test_runner(
         max_rounds=settings.max_test_rounds,
         timeout=settings.test_timeout,
         snapshot=lambda: snapshot_tar(root, base_tree),
-        summariser=Summariser(summary_model, events),
+        summariser=Summariser(summary_model, events) if summary_model is not None else None,
         events=events,
     )
     events.notice(_announcement(command, settings.tests))

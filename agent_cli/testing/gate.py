@@ -25,16 +25,16 @@ from agent_cli.testing.compare import Comparison, compare
 from agent_cli.testing.detect import TestCommand, kind_of
 from agent_cli.testing.execute import Executor, Job
 from agent_cli.testing.parsers import clean, failure_cause, hung_test, interrupted_at, parse_results
+from agent_cli.testing.report import render_report, report_context
 from agent_cli.testing.results import SuiteRun, TestResult
 
 LONG_OUTPUT_CHARS = 4_000  # raw output longer than this is condensed by the summary model
 SUMMARY_INPUT_CHARS = 30_000
-TAIL_LINES = 40
 
 
 def unavailable_report() -> str:
     """The report when the agent runs without a test runner (a library caller left it out)."""
-    return render("test_report", **report_context(None, "run_tests", available=False))
+    return render_report(report_context(None, "run_tests", available=False))
 
 
 @dataclass
@@ -259,9 +259,7 @@ class SuiteRunner:
                 request.command, "run_tests", step, timeout, kind=kind_of(request.command), scope="custom"
             )
         elif self.command is None:
-            return TestVerdict(
-                render("test_report", **{**report_context(None, "run_tests"), **self._gate_context()})
-            )
+            return TestVerdict(render_report({**report_context(None, "run_tests"), **self._gate_context()}))
         else:
             run = self._run_suite("run_tests", step, timeout)
         comparison = compare(run, self._baseline_for_comparison(time_left), self.task)
@@ -448,7 +446,7 @@ class SuiteRunner:
             diagnosis, usage = self.summariser.diagnose(run)
         context = report_context(comparison, trigger, show_output=show_output, diagnosis=diagnosis)
         context.update(self._gate_context())
-        return render("test_report", **context), usage
+        return render_report(context), usage
 
     def _gate_context(self) -> dict:
         return {
@@ -463,32 +461,3 @@ class SuiteRunner:
 
 def _rounds(count: int) -> str:
     return f"{count} round{'s' if count != 1 else ''}"
-
-
-def report_context(
-    comparison: Comparison | None,
-    trigger: str,
-    *,
-    show_output: bool = False,
-    diagnosis: str | None = None,
-    available: bool = True,
-) -> dict:
-    """What prompts/test_report.md needs; the runner adds its own state (baseline, rounds)."""
-    run = comparison.run if comparison else None
-    lines = run.output.rstrip("\n").splitlines() if run else []
-    tail = lines[-(TAIL_LINES // 2 if diagnosis else TAIL_LINES) :] if show_output else []
-    return {
-        "available": available,
-        "trigger": trigger,
-        "command": None,
-        "cmp": comparison,
-        "run": run,
-        "baseline": None,
-        "gate_on": False,
-        "diagnosis": diagnosis,
-        "tail": "\n".join(tail),
-        "tail_cut": len(lines) - len(tail),
-        "rounds": 0,
-        "max_rounds": 0,
-        "final": False,
-    }
