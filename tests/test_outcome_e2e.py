@@ -64,6 +64,7 @@ def told(tmp_path_factory, sandbox_image) -> dict[str, dict]:
     out = root / ".actsmith" / "batches" / "refused"
 
     stub = GitHubStub(REPOSITORY, TOKEN).start()
+    stub.add_collaborator("monalisa", 583231, "write")  # who labels the issue in the fixture
     try:
         actions = Actions(root / "ci", stub)
         (actions.checkout / "tests" / "test_more.py").write_text(MORE_TESTS)
