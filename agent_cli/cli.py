@@ -254,6 +254,7 @@ def chat(
     from agent_cli.chat.loop import chat_loop
     from agent_cli.errors import UsageError
     from agent_cli.events import EventStream
+    from agent_cli.ignored import summary_line
     from agent_cli.session import Session
     from agent_cli.settings import load_settings
     from agent_cli.ui import TerminalView
@@ -282,6 +283,8 @@ def chat(
             f"{len(end.files_changed)} file(s) changed in this chat; `{end.undo}` takes them all back",
             style="dim",
         )
+    if end is not None and end.ignored_changed:
+        console.print(summary_line(end.ignored_changed), style="yellow", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -360,15 +363,19 @@ def undo(
 ) -> None:
     """Restore the working tree to how it was before the last run (or after one of its steps)."""
     from agent_cli.checkpoints import undo as undo_run
+    from agent_cli.ignored import ignored_undo_lines
 
     workspace = _open_workspace(repo)
     undone = undo_run(workspace, run_id, step)
     assert undone.run is not None
     where = "before it began" if undone.step == 0 else f"after step {undone.step}"
-    _console().print(
+    console = _console()
+    console.print(
         f"restored {len(undone.paths)} file(s) to run {undone.run.run_id} {where}; "
         f"`actsmith undo` again brings back what was there"
     )
+    for line in ignored_undo_lines(undone.ignored):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from agent_cli.agent import AgentConfig
+    from agent_cli.ignored import IgnoredChange
     from agent_cli.ledger import FileChange
     from agent_cli.model import Usage
     from agent_cli.outcome import Category, Status, TestOutcome
@@ -265,6 +266,7 @@ class Ended(Event):
     branch: str | None = None
     commit: str | None = None
     not_committed: str | None = None
+    ignored_changed: list[IgnoredChange] = field(default_factory=list)  # files .gitignore hides
 
 
 # ---------------------------------------------------------------------------------------- the stream

@@ -14,6 +14,7 @@ from pathlib import Path
 from agent_cli.checkpoints import Checkpoint, RunCheckpoints, restore, tree_with
 from agent_cli.gitops import git
 from agent_cli.protect import ProtectedPaths
+from agent_cli.safe_paths import read_bytes
 from agent_cli.syntax import Definition, FileTags, SyntaxProblem, analyse, language_for
 
 MAX_ANALYSED_BYTES = 1_000_000  # bigger files are counted, not parsed
@@ -292,8 +293,8 @@ class Ledger:
             cached = self._parsed.get(entry.new_blob or "")
             # A blob parsed only as an old version (no syntax check) is read again for the check.
             if entry.new_blob and not (cached and cached.checked) and entry.new_mode in REGULAR_MODES:
-                try:
-                    data = (self.checkpoints.root / entry.path).read_bytes()
+                try:  # the sandbox may have swapped the file for a link since: never followed
+                    data = read_bytes(self.checkpoints.root, entry.path, MAX_ANALYSED_BYTES + 1)
                 except OSError:
                     continue
                 if len(data) <= MAX_ANALYSED_BYTES:

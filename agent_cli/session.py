@@ -32,11 +32,13 @@ from agent_cli.checkpoints import RunCheckpoints, Undone
 from agent_cli.context import context_window
 from agent_cli.errors import EXIT_OK, ActsmithError, UsageError
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
+from agent_cli.ignored import IgnoredChange, IgnoredFiles
 from agent_cli.instructions import RepoInstructions
 from agent_cli.ledger import Ledger
 from agent_cli.model import Model, ModelGate, Retry, Usage, check_credentials, make_model, summary_model_for
 from agent_cli.outcome import Status, TestOutcome, TurnResult
 from agent_cli.protect import ProtectedPaths
+from agent_cli.safe_paths import PathRefused
 from agent_cli.sandbox import Observation, RunTests
 from agent_cli.templates import render
 from agent_cli.testing.gate import Summariser
@@ -112,6 +114,8 @@ class Session:
         self.trajectory: Trajectory | None = None
         self.lock: InPlaceLock | None = None
         self.ledger: Ledger | None = None
+        self.ignored: IgnoredFiles | None = None  # ignored files as the run found them (in place)
+        self.ignored_changed: list[IgnoredChange] = []
         self.sandbox: Sandbox | None = None
         self.tests: SuiteRunner | None = None
         self.repo_map: RepoMap | None = None
@@ -156,6 +160,8 @@ class Session:
             configured_summary = ready.result()
             self.events.release()
             self.ledger = self._start_ledger()
+            if self.branch is None:  # a run in its own worktree cannot reach the checkout's files
+                self.ignored = IgnoredFiles.snapshot(self.target.root, self.run_id)  # as the sandbox starts
             self.sandbox = self._sandbox_start.result()
             self.tests = self._start_tests(summary_model_for(model, configured_summary))
             self.agent = Agent(
@@ -205,9 +211,11 @@ class Session:
         return self._new_model(settings.summary_model, coder=False)
 
     def _open_trajectory(self) -> None:
-        path = self.settings.trajectory or self.workspace.run_dir(self.run_id) / "trajectory.jsonl"
+        path = self.settings.trajectory or self.workspace.run_path(self.run_id) / "trajectory.jsonl"
         try:
-            self.trajectory = Trajectory(path, self.redactor)
+            self.trajectory = Trajectory(path, self.redactor, self.workspace.root)
+        except PathRefused as error:  # planted by an earlier run's sandbox
+            raise UsageError(f"cannot write the trajectory at {path}: {error} (remove it)") from None
         except OSError as error:
             raise UsageError(f"cannot write the trajectory at {path}: {error.strerror or error}") from None
         self.events.subscribe(self.trajectory)
@@ -315,6 +323,7 @@ class Session:
             self.tests.close()
         if self.repo_map is not None:
             self.repo_map.close()
+        self.ignored_changed = self._ignored_changes()
         final = self.ledger.close(status) if self.ledger is not None else None
         tests = self.tests.summary() if self.tests is not None else None
         commit, not_committed = None, None
@@ -343,6 +352,16 @@ class Session:
         if self.sandbox is not None:
             self.sandbox.close()
 
+    def _ignored_changes(self) -> list[IgnoredChange]:
+        """The ignored files the run touched, once the sandbox is gone; a failure to look is said."""
+        if self.ignored is None:
+            return []
+        try:
+            return self.ignored.finish()
+        except (ActsmithError, OSError) as error:
+            self.events.notice(f"ignored files: could not compare them with the start: {error}", "warning")
+            return []
+
     def _final_status(self, error: BaseException | None) -> tuple[Status, str]:
         """How the session ended: the error that ended it (a failure while opening keeps its own
         status: a refused model key is the model's, not the machine's), else its last turn."""
@@ -350,9 +369,9 @@ class Session:
             status = Status.of_error(error)
             if status is Status.INTERRUPTED:
                 return status, "interrupted"
-            return status, str(error) if isinstance(
-                error, ActsmithError
-            ) else f"{type(error).__name__}: {error}"
+            if isinstance(error, ActsmithError):
+                return status, str(error)
+            return status, f"{type(error).__name__}: {error}"
         if self.last is None:
             return Status.ERROR, "the session ended before any task"
         return self.last.status, self.last.message
@@ -404,7 +423,8 @@ class Session:
         changed = self.workspace.changed_files(base, final_tree) if base and final_tree else []
         stat = self.workspace.diff_stat(base, final_tree) if base and final_tree and changed else ""
         agent = self.agent
-        undo = f"actsmith undo --run {self.run_id}" if changed and self.branch is None else None
+        touched = changed or self.ignored_changed
+        undo = f"actsmith undo --run {self.run_id}" if touched and self.branch is None else None
         return Ended(
             run_id=self.run_id,
             status=status,
@@ -423,6 +443,7 @@ class Session:
             branch=self.branch,
             commit=commit,
             not_committed=not_committed,
+            ignored_changed=self.ignored_changed,
         )
 
     # ------------------------------------------------------------------------------ the work

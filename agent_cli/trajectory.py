@@ -10,9 +10,10 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from agent_cli.events import Event
+from agent_cli.safe_paths import open_path
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
 # Shapes of well-known credentials, caught even when they did not come from our environment.
@@ -96,8 +97,8 @@ class RedactedStream:
 class JsonLines:
     """Writes each event as one redacted JSON object per line."""
 
-    def __init__(self, stream: TextIO, redactor: Redactor | None = None):
-        self.stream: TextIO | None = stream
+    def __init__(self, stream: IO[str], redactor: Redactor | None = None):
+        self.stream: IO[str] | None = stream
         self.redactor = redactor or Redactor()
         self._lock = threading.Lock()
 
@@ -113,12 +114,12 @@ class JsonLines:
 
 
 class Trajectory(JsonLines):
-    """The session's record on disk (appended to, so a resumed conversation stays one file)."""
+    """The session's record on disk (appended to, so a resumed conversation stays one file). Inside
+    the repository `root`, where the sandbox writes too, it is opened without following any link."""
 
-    def __init__(self, path: Path, redactor: Redactor | None = None):
+    def __init__(self, path: Path, redactor: Redactor | None = None, root: Path | None = None):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8", errors="replace")
+        self._file = open_path(path, "a", root, errors="replace")
         super().__init__(self._file, redactor)
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from agent_cli.events import (
     TaskGiven,
     TurnEnded,
 )
+from agent_cli.ignored import summary_line
 from agent_cli.model import Usage
 from agent_cli.outcome import Status as OutcomeStatus
 
@@ -198,6 +199,8 @@ def render_summary(console: Console, end: Ended) -> None:
     changed = len(end.files_changed)
     files = f"{changed} file{'s' if changed != 1 else ''} changed" if changed else "no files changed"
     parts += [Text(""), Text(end.diff_stat or files, style="dim")]
+    if end.ignored_changed:
+        parts.append(Text(summary_line(end.ignored_changed), style="yellow"))
     console.print(Panel(Group(*parts), title="actsmith", border_style=status_style))
 
 

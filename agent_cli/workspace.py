@@ -17,11 +17,15 @@ from typing import TYPE_CHECKING
 
 from agent_cli.errors import UsageError
 from agent_cli.gitops import EMPTY_TREE, GitError, check_config_origins, git, has_ref, nul_joined, open_repo
+from agent_cli.safe_paths import make_dirs
 
 if TYPE_CHECKING:
     import git as gitpython
 
 RUNS_DIR = ".actsmith"
+# Folders of host tools at the top of a checkout that run what they find there: a virtualenv's .pth
+# files, direnv's .envrc, an editor's tasks and launch configs. The sandbox sees them read-only.
+HOST_TOOL_FOLDERS = (".venv", "venv", ".tox", ".nox", ".direnv", ".envrc", ".vscode", ".idea")
 RUN_REF_PREFIX = "refs/actsmith/runs/"
 BRANCH_PREFIX = "actsmith/"
 WORKTREE_ATTEMPTS = 20
@@ -101,10 +105,14 @@ class Workspace:
             prefix = "" if not existing or existing.endswith("\n") else "\n"
             exclude.write_text(existing + prefix + line + "\n")
 
+    def run_path(self, run_id: str) -> Path:
+        """Where a run keeps its logs: .actsmith/runs/<run id>, inside the mount."""
+        return self.root / RUNS_DIR / "runs" / run_id
+
     def run_dir(self, run_id: str) -> Path:
-        path = self.root / RUNS_DIR / "runs" / run_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """The run's log folder, made without following a link the sandbox could have planted."""
+        make_dirs(self.root, f"{RUNS_DIR}/runs/{run_id}")
+        return self.run_path(run_id)
 
     def lock_in_place(self) -> InPlaceLock:
         """Only one session may edit this working tree at a time; `--worktree` runs go beside it."""

@@ -10,11 +10,12 @@ The conversation is saved after every turn, so `--resume` goes on with it in a n
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent_cli.errors import UsageError
+from agent_cli.safe_paths import read_text, write_atomic
 from agent_cli.session import ConversationState
 
 if TYPE_CHECKING:
@@ -25,10 +26,7 @@ if TYPE_CHECKING:
     from agent_cli.workspace import Workspace
 
 CHAT_DIR = Path(".actsmith") / "chat"
-
-
-def saved_path(workspace: Workspace) -> Path:
-    return workspace.root / CHAT_DIR / "session.json"
+SAVED = CHAT_DIR / "session.json"  # in the mount: read and written through safe_paths
 
 
 @dataclass
@@ -41,16 +39,13 @@ class Saved:
     @classmethod
     def load(cls, workspace: Workspace) -> Saved | None:
         try:
-            data = json.loads(saved_path(workspace).read_text())
+            data = json.loads(read_text(workspace.root, SAVED))
             state = ConversationState(data["conversation"], int(data["last_step_number"]), data["requests"])
             return cls(data["trajectory"], state)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def save(self, workspace: Workspace) -> None:
-        path = saved_path(workspace)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
         state = self.state
         data = {
             "trajectory": self.trajectory,
@@ -58,8 +53,10 @@ class Saved:
             "last_step_number": state.last_step_number,
             "requests": state.requests,
         }
-        temporary.write_text(json.dumps(data))
-        os.replace(temporary, path)  # never half written, whatever stops us
+        try:
+            write_atomic(workspace.root, SAVED, json.dumps(data).encode())  # never half written
+        except OSError as error:
+            raise UsageError(f"cannot save the conversation in {SAVED}: {error}") from None
 
 
 @dataclass

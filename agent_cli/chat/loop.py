@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
+from agent_cli.chat import CHAT_DIR
 from agent_cli.chat.commands import COMMANDS, dispatch
 from agent_cli.chat.input import input_session
 from agent_cli.errors import ActsmithError
@@ -25,9 +26,7 @@ HISTORY = "history"
 def chat_loop(chat: Chat, console: Console) -> None:
     session = chat.session
     commands = {name: command.help for name, command in COMMANDS.items()}
-    prompt = input_session(
-        session.workspace.root / ".actsmith" / "chat" / HISTORY, commands, session.target.root
-    )
+    prompt = input_session(session.workspace.root, f"{CHAT_DIR}/{HISTORY}", commands, session.target.root)
     model = session.model_name
     console.print(f"actsmith chat in {session.target.root} · model {model} · /help for commands", style="dim")
     interrupts = 0

@@ -18,6 +18,7 @@ from agent_cli.ci.trigger import Allowed, Skipped, Trigger, admit, read_trigger
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError, UsageError
 from agent_cli.gitops import git
 from agent_cli.protect import WORKFLOWS, ProtectedPaths
+from agent_cli.safe_paths import open_path
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor
 
@@ -262,7 +263,8 @@ class CiRun:
         self.patch = patch.decode("utf-8", "replace")
         assert self.run_dir is not None
         self.report.patch_file = self.run_dir / "changes.patch"
-        self.report.patch_file.write_text(self.patch, encoding="utf-8")
+        with open_path(self.report.patch_file, "w", workspace.root) as out:  # never through a link
+            out.write(self.patch)
 
     def _title(self) -> str:
         words = self.trigger.title or self.trigger.request.strip().splitlines()[0]

@@ -14,6 +14,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_cli.safe_paths import read_text
+
 # Files whose contents decide what setup installs: a change to any of them makes a new environment.
 MANIFEST_NAMES = (
     "pyproject.toml",
@@ -99,7 +101,7 @@ Detected = tuple[list[str], str, list[str]]  # commands, reason, layers
 
 
 def _python(root: Path) -> Detected | None:
-    pyproject = _toml(root / "pyproject.toml")
+    pyproject = _toml(root, "pyproject.toml")
     installable = bool(pyproject.get("project") or pyproject.get("build-system")) or any(
         (root / name).is_file() for name in ("setup.py", "setup.cfg")
     )
@@ -151,18 +153,16 @@ def _extras(root: Path, pyproject: dict) -> list[str]:
     extras = list(((pyproject.get("project") or {}).get("optional-dependencies") or {}).keys())
     poetry_extras = (((pyproject.get("tool") or {}).get("poetry") or {}).get("extras") or {}).keys()
     extras += list(poetry_extras)
-    cfg = root / "setup.cfg"
-    if cfg.is_file():
+    if (root / "setup.cfg").is_file():
         parser = configparser.ConfigParser()
         try:
-            parser.read_string(cfg.read_text(errors="replace"))
+            parser.read_string(_read(root, "setup.cfg"))
             if parser.has_section("options.extras_require"):
                 extras += parser.options("options.extras_require")
         except configparser.Error:
             pass
-    setup_py = root / "setup.py"
-    if setup_py.is_file():
-        text = setup_py.read_text(errors="replace")
+    if (root / "setup.py").is_file():
+        text = _read(root, "setup.py")
         block = re.search(r"extras_require\s*=\s*\{(.*?)\}", text, re.DOTALL)
         if block:
             extras += re.findall(r"""["']([\w.-]+)["']\s*:""", block.group(1))
@@ -179,24 +179,31 @@ def _chosen(names: list[str]) -> list[str]:
     return []
 
 
-def _toml(path: Path) -> dict:
-    if not path.is_file():
+def _toml(root: Path, name: str) -> dict:
+    if not (root / name).is_file():
         return {}
     try:
-        return tomllib.loads(path.read_text(errors="replace"))
+        return tomllib.loads(_read(root, name))
     except tomllib.TOMLDecodeError:
         return {}
+
+
+def _read(root: Path, name: str) -> str:
+    """A manifest's text; one that is a link out of the repository reads as empty."""
+    try:
+        return read_text(root, name, follow_inside=True)
+    except OSError:
+        return ""
 
 
 # ------------------------------------------------------------------------------------ Node, Go, Rust
 
 
 def _node(root: Path) -> Detected | None:
-    package = root / "package.json"
-    if not package.is_file():
+    if not (root / "package.json").is_file():
         return None
     try:
-        data = json.loads(package.read_text(errors="replace"))
+        data = json.loads(_read(root, "package.json"))
     except ValueError:
         data = {}
     if not isinstance(data, dict) or not (data.get("dependencies") or data.get("devDependencies")):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_cli.errors import EnvironmentProblem
+from agent_cli.safe_paths import open_path, read_bytes
 from agent_cli.sandbox.identity import LABEL, OWNER_LABEL, WORKSPACE, owner_token
 from agent_cli.sandbox.image import image_exists
 from agent_cli.setup.detect import TOOLCHAIN_PRELUDE, SetupPlan
@@ -77,13 +78,20 @@ def environment_tag(client: docker.DockerClient, sandbox_image: str, plan: Setup
         ("prelude", TOOLCHAIN_PRELUDE.encode()),
     ]
     for name in plan.manifests:
-        path = root / name
-        parts.append((f"manifest:{name}", path.read_bytes() if path.is_file() else b""))
+        parts.append((f"manifest:{name}", _manifest(root, name)))
     for label, data in parts:
         for field in (label.encode(), data):
             digest.update(len(field).to_bytes(8, "big"))
             digest.update(field)
     return f"{ENV_REPO}:{digest.hexdigest()[:12]}"
+
+
+def _manifest(root: Path, name: str) -> bytes:
+    """A manifest's bytes (empty when absent); a link out of the repository reads as empty."""
+    try:
+        return read_bytes(root, name, follow_inside=True)
+    except OSError:
+        return b""
 
 
 def ensure_environment(
@@ -112,7 +120,6 @@ def ensure_environment(
     with _build_lock(tag, say):
         if not rebuild and image_exists(client, tag):  # built by another session while we waited
             return Environment(tag, plan.layers, False, time.monotonic() - started, None)
-        log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / f"{tag.split(':')[1]}.log"
         say(f"setup: building {tag} ({len(plan.commands)} command(s); log: {log})")
         _build(client, sandbox_image, tag, plan, repo, snapshot(), network, timeout, log, say, progress)
@@ -149,7 +156,7 @@ def _build(
     try:
         api.put_archive(container, "/", _workspace_tar(snapshot))
         api.start(container)
-        code, failed, tail = _run_script(api, container, plan, network, timeout, log, progress)
+        code, failed, tail = _run_script(api, container, plan, network, timeout, log, repo, progress)
         if code != 0:
             for line in tail:
                 say(f"  {line}")
@@ -223,6 +230,7 @@ def _run_script(
     network: HostNetwork,
     timeout: float,
     log: Path,
+    repo: Path,  # the log lies in its .actsmith/
     progress: Progress,
 ) -> tuple[int, str | None, list[str]]:
     """Run the commands; (exit code, the command that failed, the last lines of output)."""
@@ -237,7 +245,7 @@ def _run_script(
     step, command, last_progress = 0, "", 0.0
     failed: str | None = None
     try:
-        with log.open("w", encoding="utf-8", errors="replace") as out:
+        with open_path(log, "w", repo, errors="replace") as out:  # in the mount: never through a link
             for line in _lines(api.exec_start(exec_id, stream=True)):
                 out.write(line + "\n")
                 if line.startswith(MARKER):
