@@ -287,10 +287,13 @@ def restore(root: Path, current_tree: str, target_tree: str, *, git_dir: Path | 
 
 @dataclass(frozen=True)
 class Undone:
-    run: RunRecord
-    step: int  # the step whose state the working tree now holds (0: before the run)
-    paths: list[str]
-    record: str  # the undo's own run id: undoing it brings the overwritten state back
+    """What an undo put back: a run's state (`actsmith undo`), or a conversation's last turn."""
+
+    paths: list[str]  # restored
+    kept: list[str] = field(default_factory=list)  # left alone: edited by the user after the turn
+    run: RunRecord | None = None  # the run undone (None: a turn of the session still running)
+    step: int = 0  # the step whose state the working tree now holds (0: before the run)
+    record: str | None = None  # the undo's own run id: undoing it brings the overwritten state back
     ignored: IgnoredUndone = field(default_factory=IgnoredUndone)  # what it did to ignored files
 
 
@@ -327,7 +330,19 @@ def undo(workspace: Workspace, run_id: str | None = None, step: int | None = Non
             paths += [f"{prefix}/{path}" for path in restored]
     undone_ignored = ignored.finish()  # puts back what it changed or deleted
     record.close("finished")
-    return Undone(run, step, paths, record.run_id, undone_ignored)
+    return Undone(paths, run=run, step=step, record=record.run_id, ignored=undone_ignored)
+
+
+def undo_changes(root: Path, now: str, before: str, after: str) -> Undone:
+    """Put back as they were in `before` the files that changed from `before` to `after`, when they
+    still hold what `after` gave them; a file edited since (`now` differs) is named and left alone."""
+    paths = changed_paths(root, before, after)
+    given, current = blobs(root, after, paths), blobs(root, now, paths)
+    kept = [path for path in paths if given.get(path) != current.get(path)]
+    undone = [path for path in paths if path not in kept]
+    if undone:
+        restore(root, now, tree_with(root, now, before, undone))
+    return Undone(undone, kept)
 
 
 def _changed_paths(

@@ -367,6 +367,7 @@ def undo(
 
     workspace = _open_workspace(repo)
     undone = undo_run(workspace, run_id, step)
+    assert undone.run is not None
     where = "before it began" if undone.step == 0 else f"after step {undone.step}"
     console = _console()
     console.print(
@@ -445,7 +446,7 @@ def sandbox_build(
     rebuild: Annotated[bool, typer.Option(help="Build even if an image for this recipe exists.")] = False,
 ) -> None:
     """Build the sandbox image (pull or build its base offline from Debian packages when needed)."""
-    from agent_cli.sandbox.docker_sandbox import docker_client
+    from agent_cli.sandbox.identity import docker_client
     from agent_cli.sandbox.image import ensure_image
     from agent_cli.settings import load_settings
 
@@ -468,7 +469,8 @@ def sandbox_setup(
     """Prepare the repository's environment image now (setup, detected or configured), with its log."""
     from agent_cli.checkpoints import working_tree
     from agent_cli.sandbox import SandboxRequest
-    from agent_cli.sandbox.docker_sandbox import docker_client, image_for
+    from agent_cli.sandbox.docker_sandbox import image_for
+    from agent_cli.sandbox.identity import docker_client
     from agent_cli.settings import load_settings
     from agent_cli.setup import prepare_environment
     from agent_cli.testing.execute import snapshot_tar
@@ -493,7 +495,7 @@ def sandbox_prune(
     everything: Annotated[bool, typer.Option("--all", help="Remove every environment image.")] = False,
 ) -> None:
     """Remove environment images no longer current (superseded, or their repository is gone)."""
-    from agent_cli.sandbox.docker_sandbox import docker_client
+    from agent_cli.sandbox.identity import docker_client
     from agent_cli.setup import prune_environments
 
     removed = prune_environments(docker_client(), everything=everything)
@@ -508,7 +510,7 @@ def sandbox_clean(
     ] = False,
 ) -> None:
     """Remove sandbox containers left behind by runs that were killed."""
-    from agent_cli.sandbox.docker_sandbox import docker_client, sweep_leftovers
+    from agent_cli.sandbox.identity import docker_client, sweep_leftovers
 
     removed = sweep_leftovers(docker_client(), everything=everything)
     _console().print(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))

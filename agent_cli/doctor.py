@@ -157,7 +157,7 @@ def check_instructions(repo: Path) -> Check:
 
 
 def check_leftovers(client: docker.DockerClient) -> Check:
-    from agent_cli.sandbox.docker_sandbox import sandbox_containers
+    from agent_cli.sandbox.identity import sandbox_containers
 
     containers = sandbox_containers(client)
     orphans = [c.name for c in containers if c.orphaned]

@@ -29,8 +29,10 @@ from agent_cli.events import (
 )
 from agent_cli.ignored import summary_line
 from agent_cli.model import Usage
+from agent_cli.outcome import Status as OutcomeStatus
 
 OBSERVATION_LINES = 25
+TEST_STYLES = {"passed": "green", "failed": "red"}
 
 
 def trim_lines(text: str, keep: int = OBSERVATION_LINES) -> str:
@@ -57,7 +59,7 @@ class TerminalView:
         if isinstance(event, ModelCalled):
             self.usage.add(event.usage)
         elif isinstance(event, TaskGiven):
-            self.max_cost = getattr(event.config, "max_cost", None)
+            self.max_cost = event.config.max_cost
         elif isinstance(event, StepStarted):
             self._spin(f"step {event.step}: waiting for the model…")
         elif isinstance(event, ActionStarted):
@@ -107,7 +109,7 @@ class TerminalView:
             return
         if obs is None:
             return
-        if event.ends == "finished" and not (obs.stdout or obs.stderr or obs.error):
+        if event.ends is OutcomeStatus.FINISHED and not (obs.stdout or obs.stderr or obs.error):
             return  # the summary says it
         failed = obs.error or obs.timed_out or obs.restarted or obs.interrupted
         style = "red" if failed else "green"
@@ -161,24 +163,25 @@ def format_meter(usage: Usage, max_cost: float | None) -> str:
     return f"{tokens} · ${usage.cost:.4f}{limit}"
 
 
-def _usage_rows(usage: Any) -> list[tuple[str, str]]:
+def _usage_rows(usage: Usage | None) -> list[tuple[str, str]]:
     if usage is None:
         return []
     return [("tokens", format_tokens(usage)), ("cost", format_cost(usage.cost))]
 
 
 def render_summary(console: Console, end: Ended) -> None:
-    status_style = "green" if end.exit_code == 0 and end.status == "finished" else "yellow"
+    status_style = "green" if end.category.good else "yellow"
+    headline = end.category if end.category == end.status else f"{end.category} ({end.status})"
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("status", Text(f"{end.status}: {end.message}", style=status_style))
+    table.add_row("status", Text(f"{headline}: {end.message}", style=status_style))
     table.add_row("steps", str(end.steps))
     for name, value in _usage_rows(end.usage):
         table.add_row(name, value)
     table.add_row("wall time", f"{end.wall_s:.1f}s")
     if end.tests is not None:
-        style = {"passed": "green", "failed": "red"}.get(end.tests.state, "default")
+        style = TEST_STYLES.get(end.tests.state, "default")
         table.add_row("tests", Text(end.tests.text, style=style))
     if end.trajectory:
         table.add_row("trajectory", end.trajectory)

@@ -142,7 +142,7 @@ class Workspace:
         return str(self.repo.git.diff("--stat", before, after))
 
     def diff(self, before: str, after: str) -> str:
-        return str(self.repo.git.diff(before, after))
+        return git(self.root, "diff", "--no-color", before, after, exact=False).decode("utf-8", "replace")
 
     def changed_files(self, before: str, after: str) -> list[str]:
         if before == after:
@@ -157,10 +157,11 @@ class Workspace:
         except GitError:
             return None
 
-    def check_identity(self) -> None:
-        """Committing needs a name and email; say so before the run rather than after it."""
+    def check_identity(self, identity: dict[str, str] | None = None) -> None:
+        """Committing needs a name and email (from git's config, or `identity`: GIT_AUTHOR_NAME...);
+        say so before the run rather than after it."""
         try:
-            git(self.root, "var", "GIT_AUTHOR_IDENT")
+            git(self.root, "var", "GIT_AUTHOR_IDENT", env=identity)
         except GitError:
             raise UsageError(
                 "git does not know who you are, so actsmith cannot commit: "
@@ -206,9 +207,12 @@ class Workspace:
 
     # -------------------------------------------------------------------------------- commits
 
-    def commit_run(self, before: str, after: str, message: str) -> str | None:
+    def commit_run(
+        self, before: str, after: str, message: str, identity: dict[str, str] | None = None
+    ) -> str | None:
         """Commit the files that differ between two checkpoint trees onto HEAD, nothing else: the
-        user's other uncommitted changes stay as they were. Returns the new commit, or None."""
+        user's other uncommitted changes stay as they were. Returns the new commit, or None.
+        `identity` (GIT_AUTHOR_NAME...) stands in for git's config when it knows nobody."""
         out = git(self.root, "diff-tree", "-r", "-z", "--no-renames", "--name-status", before, after)
         fields = out.decode("utf-8", "surrogateescape").split("\0")
         pairs = list(zip(fields[0::2], fields[1::2], strict=False))
@@ -237,7 +241,8 @@ class Workspace:
                 )
             tree = git(self.root, "write-tree", env=env).decode().strip()
         parents = ["-p", head] if head else []
-        commit = git(self.root, "commit-tree", tree, *parents, input=message.encode()).decode().strip()
+        made = git(self.root, "commit-tree", tree, *parents, env=identity, input=message.encode())
+        commit = made.decode().strip()
         git(
             self.root,
             "update-ref",

@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING
 from agent_cli.errors import ActsmithError
 from agent_cli.events import Event, EventStream, SetupDone
 from agent_cli.sandbox import SandboxRequest
-from agent_cli.sandbox.docker_sandbox import docker_client, docker_factory, image_for
+from agent_cli.sandbox.docker_sandbox import docker_factory, image_for
+from agent_cli.sandbox.identity import docker_client
 from agent_cli.settings import Settings
 from agent_cli.setup import plan_setup, prepare_environment
 from agent_cli.setup.inputs import INCLUDE, LOCAL_PROJECT, requirement_lines, with_includes

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import git, make_repo
+from conftest import git, limits, make_repo
 from github_stub import GitHttpServer
+from openai_stub import Reply
 
 from agent_cli.ci.actions_env import ActionsEnv, workflow_commands_stopped
 from agent_cli.ci.defang import Defanger
@@ -26,12 +28,17 @@ from agent_cli.ci.report import Report
 from agent_cli.ci.trigger import Access, Allowed, Skipped, Trigger, admit, parse_allow, read_trigger
 from agent_cli.errors import UsageError
 from agent_cli.events import Ended
-from agent_cli.model import Usage
+from agent_cli.model import Usage, import_litellm
+from agent_cli.outcome import Category, Status
+from agent_cli.sandbox.local import LocalSandbox
+from agent_cli.session import Session
+from agent_cli.settings import Settings
 from agent_cli.trajectory import Redactor
 from agent_cli.workspace import Workspace
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 TOKEN = "ghs_theTokenActsmithWasGiven0123456789"
+MODEL_KEY = "sk-theModelKeyTheActionWasGiven0123456789"
 STALE = "ghs_theTokenTheCheckoutLeftBehind012345"
 
 
@@ -176,11 +183,12 @@ def test_a_dispatch_without_a_task_is_a_usage_error():
 # -------------------------------------------------------------------------------------------- reports
 
 
-def ended(status: str, exit_code: int = 0, files: list[str] | None = None) -> Ended:
+def ended(status: str, files: list[str] | None = None) -> Ended:
     return Ended(
         run_id="r",
-        status=status,
-        exit_code=exit_code,
+        status=Status(status),
+        category=Status(status).category(bool(files)),
+        exit_code=Status(status).exit_code,
         message=f"the run ended: {status}",
         summary="did things",
         steps=2,
@@ -215,19 +223,27 @@ def report(status: str | None, error: str | None = None) -> Report:
         ("tests_failed", "tests_failed"),
         ("limit", "limit_reached"),
         ("no_action", "limit_reached"),
-        ("model_stopped", "limit_reached"),
         ("stuck", "limit_reached"),
+        ("model_stopped", "failed"),
         ("model_error", "failed"),
         ("error", "failed"),
         ("interrupted", "failed"),
-        ("a_status_added_later", "failed"),
     ],
 )
-def test_a_session_status_reads_as_its_conclusion_and_only_finished_as_success(status, conclusion):
+def test_a_session_status_reads_as_its_categorys_conclusion_and_only_finished_as_success(status, conclusion):
     made = report(status)
     assert made.conclusion == conclusion
     assert made.outputs()["conclusion"] == conclusion and made.outputs()["cost-usd"] == "0.0123"
     assert ("✅" in made.comment()) == (conclusion == "success")
+    assert f"(`{made.ended.category}`: status `{status}`" in made.comment()
+
+
+def test_every_category_has_a_conclusion_and_only_a_good_one_reads_as_success():
+    for category in Category:
+        made = report("finished")
+        made.ended = replace(made.ended, category=category)
+        assert (made.conclusion == "success") == category.good
+        assert made.conclusion in ("success", "untested", "tests_failed", "limit_reached", "failed")
 
 
 def test_a_failure_after_a_finished_session_is_no_success():
@@ -439,10 +455,33 @@ def test_a_refused_push_is_one_line_that_names_the_local_branch_and_hides_the_to
     )
 
 
-def test_the_actions_api_key_goes_under_the_variable_the_models_provider_reads(monkeypatch):
-    from agent_cli.ci.driver import provider_key_names
-
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    assert provider_key_names("gpt-4o") == ["OPENAI_API_KEY"]
-    assert provider_key_names("anthropic/claude-sonnet-4-5") == ["ANTHROPIC_API_KEY"]
+def test_the_actions_key_and_the_bots_identity_are_passed_to_the_session_not_put_in_the_environment(
+    tmp_path, stub_server
+):
+    """CI lends the session a model key and a git identity; the session uses them for its model
+    calls and its commit, and the process's environment stays as it was (sessions share it)."""
+    repo = make_repo(tmp_path / "repo", {"app.py": "x = 1\n"})
+    stub_server.script(Reply("<execute>\ncreate('b.py', 'y = 2\\n')\nfinish('made b')\n</execute>"))
+    settings = Settings(
+        model="openai/gpt-4o", api_base=stub_server.api_base, worktree=True, map_tokens=0, tests=False
+    )
+    identity = {"GIT_AUTHOR_NAME": "lent bot", "GIT_AUTHOR_EMAIL": "bot@example.invalid"}
+    identity |= {"GIT_COMMITTER_NAME": "lent bot", "GIT_COMMITTER_EMAIL": "bot@example.invalid"}
+    import_litellm()  # which configures itself through the environment once, for every session
+    before = dict(os.environ)
+    session = Session(
+        settings,
+        Workspace.open(repo),
+        label="make b",
+        sandbox_factory=lambda request: LocalSandbox(request.root, limits()),
+        api_key=MODEL_KEY,
+        identity=identity,
+    )
+    with session:
+        session.run("make b")
+    assert dict(os.environ) == before
+    assert session.outcome is not None and session.outcome.category == "succeeded"
+    assert stub_server.headers[0]["authorization"] == f"Bearer {MODEL_KEY}"
+    by = git(repo, "log", "-1", "--format=%an <%ae>, %cn <%ce>", session.outcome.branch or "").strip()
+    assert by == "lent bot <bot@example.invalid>, lent bot <bot@example.invalid>"
+    assert git(repo, "log", "-1", "--format=%an", "main").strip() == "test"  # the user's own identity

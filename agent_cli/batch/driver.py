@@ -39,6 +39,7 @@ from agent_cli.batch.task import TaskJob, TaskRun
 from agent_cli.cancel import CancelToken
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_LIMIT, ActsmithError, UsageError
 from agent_cli.events import EventStream
+from agent_cli.outcome import Category
 from agent_cli.settings import Settings, load_settings
 from agent_cli.workspace import InPlaceLock
 
@@ -259,7 +260,7 @@ class Driver:
         with self.repository_lock(root):
             changed = repos.changed_files(root, job.base, run.tip)
             diff = repos.patch(root, job.base, run.tip)
-        status = batch_status(run.session_status, bool(changed))
+        status = batch_status(run.category)
         if run.refused and run.steps == 0:
             status = NOT_STARTED  # the cap came before its first reply: nothing was done
             self._refusals.add(job.id)
@@ -272,10 +273,11 @@ class Driver:
             files_changed=changed,
             message=run.message,
             summary=run.summary,
-            tests=run.tests,
-            tests_state=run.tests_state,
+            tests=run.tests.text if run.tests else "",
+            tests_state=run.tests.state if run.tests else "none",
+            test_outcome=run.tests,
             commit=run.tip,
-            interrupted=run.session_status == "interrupted",
+            interrupted=run.category is Category.INTERRUPTED,
             wall_s=run.wall_s,
             node=run.node,
             session_status=run.session_status,

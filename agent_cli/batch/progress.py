@@ -211,7 +211,7 @@ def status_table(summary: Summary) -> Table:
             row.id,
             Text(row.status, style=STYLES.get(row.status, "red")),
             str(row.files) if result else "",
-            result.tests_state if result else "",
+            result.tests_brief if result else "",
             row.cost if result else "",
             str(result.steps) if result else "",
             result.branch if result else "",

@@ -1,17 +1,10 @@
 """A task's result (DIR/tasks/<id>/result.json), the batch statuses, and the batch's exit code.
 
-A session's status says how the agent stopped; a batch status says what the user got:
-
-    finished            -> succeeded (the branch changed) or no_change
-    finished_untested   -> untested (no_change when nothing changed: there was nothing to test)
-    tests_failed        -> tests_failed
-    limit, no_action, stuck -> limit_reached
-    model_error, model_stopped -> agent_error
-    error (Docker, setup, a lost node) -> infra_error
-    interrupted, or refused by the batch's cost cap before its first reply -> not_started
-
-An interrupted task is recorded as `not_started` with `interrupted: true` (and the steps and cost it
-used): its work is not a result, so a resume runs it again.
+A batch status is the session's category (agent_cli/outcome.py: succeeded, no_change, untested,
+tests_failed, limit_reached, agent_error, infra_error), or `not_started`: the task was interrupted,
+or the batch's cost cap refused it before its first reply. An interrupted task is recorded as
+`not_started` with `interrupted: true` (and the steps and cost it used): its work is not a result,
+so a resume runs it again.
 """
 
 from __future__ import annotations
@@ -23,39 +16,14 @@ from typing import Any
 
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, EXIT_TESTS_FAIL
 from agent_cli.model import Usage
+from agent_cli.outcome import Category, TestOutcome
 
-SUCCEEDED = "succeeded"
-NO_CHANGE = "no_change"
-UNTESTED = "untested"
-TESTS_FAILED = "tests_failed"
-LIMIT_REACHED = "limit_reached"
-AGENT_ERROR = "agent_error"
-INFRA_ERROR = "infra_error"
 NOT_STARTED = "not_started"
-STATUSES = (
-    SUCCEEDED,
-    NO_CHANGE,
-    UNTESTED,
-    TESTS_FAILED,
-    LIMIT_REACHED,
-    AGENT_ERROR,
-    INFRA_ERROR,
-    NOT_STARTED,
-)
-GOOD = frozenset({SUCCEEDED, NO_CHANGE})
+INFRA_ERROR = Category.INFRA_ERROR.value
+STATUSES = (*(c.value for c in Category if c is not Category.INTERRUPTED), NOT_STARTED)
+GOOD = frozenset(c.value for c in Category if c.good)
 # What `--retry-failed` runs again: every final result that is not good.
-FAILED = frozenset({UNTESTED, TESTS_FAILED, LIMIT_REACHED, AGENT_ERROR, INFRA_ERROR})
-SESSION_STATUS = {
-    "finished": SUCCEEDED,
-    "finished_untested": UNTESTED,
-    "tests_failed": TESTS_FAILED,
-    "limit": LIMIT_REACHED,
-    "no_action": LIMIT_REACHED,
-    "stuck": LIMIT_REACHED,
-    "model_error": AGENT_ERROR,
-    "model_stopped": AGENT_ERROR,
-    "interrupted": NOT_STARTED,
-}
+FAILED = frozenset(STATUSES) - GOOD - {NOT_STARTED}
 
 
 @dataclass
@@ -73,8 +41,9 @@ class TaskResult:
     task: str = ""
     message: str = ""
     summary: str | None = None
-    tests: str = ""  # the last test run against the baseline, in words
-    tests_state: str = "none"  # passed | failed | unchecked | off | none
+    tests: str = ""  # the last measured test run against the baseline, in words
+    tests_state: str = "none"  # passed | failed | unchecked | untested | off | none
+    test_outcome: TestOutcome | None = None  # that run in figures: counts, regressions, its step
     base: str = ""  # the commit the branch started from
     commit: str | None = None  # the branch's tip after the task
     attempt: int = 1
@@ -101,20 +70,25 @@ class TaskResult:
     def final(self) -> bool:
         return self.status != NOT_STARTED
 
+    @property
+    def tests_brief(self) -> str:
+        """The tests cell of the batch's tables."""
+        return self.test_outcome.brief if self.test_outcome else self.tests_state
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TaskResult:
         known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+        values = {key: value for key, value in data.items() if key in known}
+        values["test_outcome"] = TestOutcome.from_json(values.get("test_outcome"))
+        return cls(**values)
 
 
-def batch_status(session_status: str, changed: bool) -> str:
-    status = SESSION_STATUS.get(session_status, INFRA_ERROR)
-    if status in (SUCCEEDED, UNTESTED) and not changed:
-        return NO_CHANGE
-    return status
+def batch_status(category: Category) -> str:
+    """A session's category as a batch status: an interrupted task has no result yet."""
+    return NOT_STARTED if category is Category.INTERRUPTED else category.value
 
 
 @dataclass

@@ -18,10 +18,11 @@ from agent_cli.batch import repos
 from agent_cli.batch.events import SessionWatcher, TaskProgress
 from agent_cli.batch.gate import GateService, TaskGate
 from agent_cli.cancel import CancelToken
-from agent_cli.errors import ActsmithError, ModelError
+from agent_cli.errors import ActsmithError
 from agent_cli.events import EventStream
 from agent_cli.gitops import GitError, git
 from agent_cli.model import Usage
+from agent_cli.outcome import Category, Status, TestOutcome
 from agent_cli.session import Session
 from agent_cli.workspace import Workspace
 
@@ -47,14 +48,14 @@ class TaskJob:
 class TaskRun:
     """How a task's session ended, before the driver turns it into a result."""
 
-    session_status: str
+    session_status: Status
+    category: Category
     exit_code: int
     message: str
     summary: str | None
     steps: int
     cost: float | None
-    tests_state: str
-    tests: str
+    tests: TestOutcome | None
     tip: str  # the branch's commit after the task
     wall_s: float
     node: str
@@ -86,29 +87,24 @@ def run_task(
         task=job.task,
         gate=task_gate,
     )
-    opened_with: ActsmithError | None = None
     try:
         with session:
             session.run(job.task)
-    except ActsmithError as error:  # it could not open; the session recorded why and closed
-        opened_with = error
+    except ActsmithError:  # it could not open; the session recorded why (its outcome) and closed
+        pass
     finally:
         gate.release(job.id)
     outcome = session.outcome
     assert outcome is not None
-    status = outcome.status
-    if status == "error" and isinstance(opened_with, ModelError):
-        status = "model_error"  # a key refused, a model unknown: the model's failure, not the machine's
-    tests = outcome.tests
     return TaskRun(
-        session_status=status,
+        session_status=outcome.status,
+        category=outcome.category,
         exit_code=outcome.exit_code,
         message=outcome.message,
         summary=outcome.summary,
         steps=outcome.steps,
         cost=outcome.usage.cost if outcome.usage is not None else 0.0,
-        tests_state=getattr(tests, "state", "none"),
-        tests=getattr(tests, "text", ""),
+        tests=outcome.tests,
         tip=repos.branch_tip(workspace.root, job.branch) or job.base,
         wall_s=round(time.monotonic() - started, 3),
         node=node or socket.gethostname(),
@@ -138,7 +134,8 @@ def prepare_environment_ahead(
     `commit`, while other tasks run: its session then finds it at the cost of one API call (or,
     when no detected setup could install, falls back at once: the failures are remembered)."""
     from agent_cli.sandbox import SandboxRequest
-    from agent_cli.sandbox.docker_sandbox import docker_client, image_for
+    from agent_cli.sandbox.docker_sandbox import image_for
+    from agent_cli.sandbox.identity import docker_client
     from agent_cli.setup import prepare_environment
     from agent_cli.testing.execute import snapshot_tar
 

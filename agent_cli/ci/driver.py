@@ -5,7 +5,6 @@ still say so, and work already pushed stays where it is."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +33,7 @@ if TYPE_CHECKING:
     from agent_cli.workspace import Workspace
 
 # Who commits when the runner's git knows nobody (as on GitHub's hosted runners).
-BOT_NAME = "github-actions[bot]"
-BOT_EMAIL = "41898282+github-actions[bot]@users.noreply.github.com"
+BOT = {"NAME": "github-actions[bot]", "EMAIL": "41898282+github-actions[bot]@users.noreply.github.com"}
 API_KEY_VARIABLE = "ACTSMITH_API_KEY"
 
 
@@ -89,7 +87,8 @@ def run_ci(options: CiOptions, environ: dict[str, str], events: EventStream, can
     if isinstance(admitted, Skipped):
         github.close()
         return _not_triggered(env, admitted)
-    return CiRun(env, env.token, admitted, options, events, cancel, github, redactor).run()
+    api_key = environ.get(API_KEY_VARIABLE) or None
+    return CiRun(env, env.token, admitted, options, events, cancel, github, redactor, api_key).run()
 
 
 def _not_triggered(env: ActionsEnv, skipped: Skipped) -> CiResult:
@@ -111,9 +110,11 @@ class CiRun:
         cancel: CancelToken,
         github: GitHub,
         redactor: Redactor,
+        api_key: str | None = None,
     ) -> None:
         self.env, self.token, self.trigger, self.options = env, token, trigger, options
         self.events, self.cancel = events, cancel
+        self.api_key = api_key  # the action's api-key: handed to the session, never to os.environ
         self.redactor = redactor
         self.github = github
         self.report = Report(trigger, env, redactor=redactor)
@@ -168,9 +169,7 @@ class CiRun:
         if plan.required and start is None:
             raise UsageError(f"origin has no {plan.source} to work on")
         prepare_branch(workspace, plan.local, start)
-        _ensure_identity(workspace)
-        _provide_api_key(settings.model)
-        self._session(settings, workspace, plan)
+        self._session(settings, workspace, plan, _lent_identity(workspace))
         self._deliver(workspace, origin, plan, start)
 
     def _plan(self) -> BranchPlan:
@@ -192,7 +191,9 @@ class CiRun:
             required=True,
         )
 
-    def _session(self, settings: Settings, workspace: Workspace, plan: BranchPlan) -> None:
+    def _session(
+        self, settings: Settings, workspace: Workspace, plan: BranchPlan, identity: dict[str, str] | None
+    ) -> None:
         from agent_cli.session import Session
 
         task = render("ci_task", trigger=self.trigger, repository=self.env.repository)
@@ -205,6 +206,8 @@ class CiRun:
             cancel=self.cancel,
             branch=plan.local,
             task=task,
+            api_key=self.api_key,
+            identity=identity,
         )
         session.redactor.add(self.token, "GITHUB_TOKEN")
         self.events.subscribe(self.watcher)
@@ -215,10 +218,10 @@ class CiRun:
             self.events.unsubscribe(self.watcher)
             if session.run_id:  # its trajectory is there even when the session failed to start
                 self.run_dir = workspace.run_dir(session.run_id)
-            self.report.ended, self.report.warnings = self.watcher.ended, self.watcher.warnings
+            self.report.ended, self.report.warnings = session.outcome, self.watcher.warnings
             workflows = ProtectedPaths((WORKFLOWS,))
             self.report.reverted = [path for path in self.watcher.undone if workflows.match(path)]
-        self.exit_code = self.watcher.ended.exit_code if self.watcher.ended else EXIT_USAGE
+        self.exit_code = session.outcome.exit_code if session.outcome else EXIT_USAGE
 
     def _deliver(self, workspace: Workspace, origin: Origin, plan: BranchPlan, start: str | None) -> None:
         ended = self.report.ended
@@ -286,27 +289,13 @@ class CiRun:
         self.env.write_outputs({**self.report.outputs(), "run-dir": str(self.run_dir or "")})
 
 
-def _ensure_identity(workspace: Workspace) -> None:
-    """The session commits its work; a runner's git usually has no identity, so lend the Actions bot's."""
+def _lent_identity(workspace: Workspace) -> dict[str, str] | None:
+    """The session commits its work; a runner's git usually has no identity, so lend the Actions
+    bot's, to the session's own commits only (None: git knows who commits)."""
     try:
         workspace.check_identity()
     except UsageError:
-        for role in ("AUTHOR", "COMMITTER"):
-            os.environ.setdefault(f"GIT_{role}_NAME", BOT_NAME)
-            os.environ.setdefault(f"GIT_{role}_EMAIL", BOT_EMAIL)
-
-
-def _provide_api_key(model: str) -> None:
-    """The action's `api-key` arrives as ACTSMITH_API_KEY; litellm reads each provider's own variable,
-    so hand it over under the names this model needs. This process only: the sandbox never sees it."""
-    key = os.environ.get(API_KEY_VARIABLE)
-    if not key or not model or model.startswith("replay:"):
-        return
-    for name in provider_key_names(model):
-        os.environ.setdefault(name, key)
-
-
-def provider_key_names(model: str) -> list[str]:
-    from agent_cli.model import import_litellm
-
-    return list(import_litellm().validate_environment(model=model).get("missing_keys") or [])
+        return {
+            f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER") for part, value in BOT.items()
+        }
+    return None

@@ -93,11 +93,18 @@ def _tree_without(root: Path, commit: str, parent: str, paths: list[str]) -> str
 
 
 def _author_of(root: Path, commit: str) -> dict[str, str]:
-    """The original commit's author and date, for its rewrite."""
-    name, email, date = (
-        git(root, "log", "-1", "--format=%an%x00%ae%x00%ad", "--date=raw", commit)
+    """The original commit's author and date, and its committer (the identity the session was lent
+    when git knows nobody: nothing sets it in the environment), for its rewrite."""
+    name, email, date, committer, committer_email = (
+        git(root, "log", "-1", "--format=%an%x00%ae%x00%ad%x00%cn%x00%ce", "--date=raw", commit)
         .decode()
         .strip()
         .split("\0")
     )
-    return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date}
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_NAME": committer,
+        "GIT_COMMITTER_EMAIL": committer_email,
+    }

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from agent_cli.ci.defang import Defanger, code_span, fence_for
 from agent_cli.events import Edited, Ended, Event, Notice
+from agent_cli.outcome import Category
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor
 from agent_cli.ui import format_cost
@@ -20,16 +21,15 @@ if TYPE_CHECKING:
     from agent_cli.ci.github_api import PullLink
     from agent_cli.ci.trigger import Trigger
 
-# A session's status, as the workflow's `conclusion` output. Any status not named here (one added
-# later, or "error" and "interrupted") is a failure, so a new status can never read as success.
+# A session's category, as the workflow's `conclusion` output. Any category not named here (the
+# model's or the machine's failure, an interrupt, one added later) is a failure, so a new category
+# can never read as success.
 CONCLUSIONS = {
-    "finished": "success",
-    "finished_untested": "untested",
-    "tests_failed": "tests_failed",
-    "limit": "limit_reached",
-    "no_action": "limit_reached",
-    "model_stopped": "limit_reached",
-    "stuck": "limit_reached",
+    Category.SUCCEEDED: "success",
+    Category.NO_CHANGE: "success",
+    Category.UNTESTED: "untested",
+    Category.TESTS_FAILED: "tests_failed",
+    Category.LIMIT_REACHED: "limit_reached",
 }
 HEADLINES = {
     "success": "finished",
@@ -43,17 +43,15 @@ PATCH_NOTE_ROOM = 600  # characters kept free for the note that says where the r
 
 @dataclass
 class RunWatcher:
-    """Subscribes to the session's events and keeps what the report needs: the outcome, and the
-    warnings shown along the way (a baseline that could not run, a setup problem)."""
+    """Subscribes to the session's events and keeps the warnings shown along the way (a baseline
+    that could not run, a setup problem) and the protected paths the harness put back; the outcome
+    is the session's own (`Session.outcome`)."""
 
-    ended: Ended | None = None
     warnings: list[str] = field(default_factory=list)
     undone: list[str] = field(default_factory=list)  # protected paths the harness put back
 
     def emit(self, event: Event) -> None:
-        if isinstance(event, Ended):
-            self.ended = event
-        elif isinstance(event, Notice) and event.level == "warning":
+        if isinstance(event, Notice) and event.level == "warning":
             self.warnings.append(event.message)
         elif isinstance(event, Edited):
             self.undone += [path for path in event.undone if path not in self.undone]
@@ -78,7 +76,7 @@ class Report:
     def conclusion(self) -> str:
         if self.error is not None or self.ended is None:
             return "failed"
-        return CONCLUSIONS.get(self.ended.status, "failed")
+        return CONCLUSIONS.get(self.ended.category, "failed")
 
     @property
     def headline(self) -> str:

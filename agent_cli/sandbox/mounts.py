@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent_cli.gitops import checked_out_submodules, sanitized_config
+from agent_cli.sandbox.identity import WORKSPACE
 from agent_cli.workspace import HOST_TOOL_FOLDERS
 
-WORKSPACE = "/workspace"
 CONFIG_NAMES = ("config", "config.worktree")
 
 Binds = dict[str, dict[str, str]]

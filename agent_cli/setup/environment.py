@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING
 
 from agent_cli.errors import EnvironmentProblem
 from agent_cli.gitops import GitError, git
+from agent_cli.sandbox.identity import LABEL, OWNER_LABEL, WORKSPACE, owner_token
 from agent_cli.setup.confine import blocked_destinations, network_gate, setup_host_config
 from agent_cli.setup.detect import TOOLCHAIN_PRELUDE, SetupPlan
 from agent_cli.setup.inputs import read_input
@@ -49,7 +50,6 @@ ENV_LABEL = "actsmith.env"  # on every environment image: the full hash of its i
 IDENTITY_LABEL = "actsmith.env.identity"  # the repository it is for (root commits, origin URL)
 REPO_LABEL = "actsmith.env.repo"  # the checkout it was made from (for prune)
 LAYERS_LABEL = "actsmith.env.layers"  # in-repository folders to layer over the mount (JSON list)
-WORKSPACE = "/workspace"
 ENV_HOME = "/opt/actsmith-env"
 LOG_FOLDER = (".actsmith", "setup")  # under the checkout
 # Where toolchains keep what setup fetched, outside the repository; set in the image for the run too.
@@ -293,7 +293,6 @@ class Build:
                     context.client.api.remove_container(container, force=True, v=True)
 
     def _create(self, gate: str) -> str:
-        from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL, owner_token
 
         context = self.context
         binds = [f"{host}:{inside}:ro" for host, inside in context.network.mounts.items()]

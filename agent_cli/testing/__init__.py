@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from agent_cli.events import EventStream, TestsPlanned
 from agent_cli.testing.detect import TestCommand, configured_command, detect_test_command
-from agent_cli.testing.gate import SuiteRunner, Summariser, TestRunner, TestsSummary, TestVerdict
+from agent_cli.testing.gate import SuiteRunner, Summariser, TestRunner, TestVerdict
 
 if TYPE_CHECKING:
     from agent_cli.cancel import CancelToken
@@ -25,7 +25,6 @@ __all__ = [
     "TestCommand",
     "TestRunner",
     "TestVerdict",
-    "TestsSummary",
     "build_test_runner",
 ]
 
