@@ -109,6 +109,7 @@ class Agent:
         cancel: CancelToken | None = None,
         summary_model: Model | None = None,
         instructions: RepoInstructions | None = None,
+        plan: bool = False,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -118,6 +119,7 @@ class Agent:
         self.tests = tests  # runs the tests on run_tests() and gates finish(); see testing/gate.py
         self.repo_map = repo_map  # outlines files whose definitions an edit reshaped
         self.instructions = instructions  # the repository's AGENTS.md files
+        self.plan = plan  # plan mode: the repository is read-only, finish() hands over a plan
         self.cancel = cancel or CancelToken()
         self.conversation = Conversation()
         self.steps: list[Step] = []  # every step of the conversation
@@ -196,6 +198,7 @@ class Agent:
             action_timeout=int(self.config.action_timeout),
             max_output_chars=self.config.max_output_chars,
             instructions=self.instructions.root if self.instructions else None,
+            plan=self.plan,
         )
 
     def _turn(self, text: str) -> TurnResult:
@@ -264,7 +267,7 @@ class Agent:
         if isinstance(control, Finish) and (verdict is None or verdict.passed):
             text = self._observation_text(observation, timeout, edits, None, accepted=True)
             self._record(number, reply, parsed, observation, text, ends=Status.FINISHED)
-            untested = self.tests.untested_reason() if self.tests else None
+            untested = self.tests.untested_reason() if self.tests and not self.plan else None
             if untested:
                 message = f"finished, but the tests did not check it: {untested}"
                 return self._result(Status.FINISHED_UNTESTED, message, control.summary)
@@ -352,7 +355,7 @@ class Agent:
         control = observation.control
         if control is None:
             return None
-        if self.tests is None:
+        if self.tests is None or self.plan:  # a plan changes nothing: there is nothing to gate
             return TestVerdict(unavailable_report()) if isinstance(control, RunTests) else None
         if isinstance(control, RunTests):
             verdict = self.tests.check(number, control, self._time_left())

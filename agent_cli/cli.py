@@ -211,6 +211,12 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the session's events as JSON lines on stdout, nothing else.")
     ] = False,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan", help="Only plan: the repository is read-only and the plan is printed; nothing changes."
+        ),
+    ] = False,
     *,
     flags: dict[str, Any],
 ) -> None:
@@ -224,14 +230,27 @@ def run(
         flags["trajectory"] = Path(os.path.abspath(flags["trajectory"]))
     settings = load_settings(workspace.root, flags)
     events, close_view = _event_stream(json_output)
-    session = Session(settings, workspace, label=task, events=events, task=task)
+    session = Session(settings, workspace, label=task, events=events, task=task, plan=plan)
     try:
         with interrupts_cancel(session.cancel), session:
             session.run(task)
     finally:
         close_view()
-    assert session.outcome is not None
-    raise typer.Exit(session.outcome.exit_code)
+    outcome = session.outcome
+    assert outcome is not None
+    if plan and outcome.summary and not json_output:
+        _print_plan(outcome.summary)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_plan(plan: str) -> None:
+    """The plan as Markdown: rendered on a terminal, verbatim when piped (to a file or an issue)."""
+    if sys.stdout.isatty():
+        from rich.markdown import Markdown
+
+        _console().print(Markdown(plan))
+    else:
+        sys.stdout.write(plan.rstrip("\n") + "\n")
 
 
 @app.command()

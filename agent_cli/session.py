@@ -22,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from agent_cli.agent import Agent, AgentConfig
 from agent_cli.cancel import Cancelled, CancelToken
-from agent_cli.checkpoints import RunCheckpoints, Undone
+from agent_cli.checkpoints import RunCheckpoints, Undone, working_tree
 from agent_cli.context import context_window
 from agent_cli.errors import EXIT_OK, ActsmithError, UsageError
 from agent_cli.events import Ended, EventStream, Failed, Interrupted, ModelRetried, Started
@@ -90,7 +91,13 @@ class Session:
         gate: ModelGate | None = None,
         api_key: str | None = None,
         identity: dict[str, str] | None = None,
+        plan: bool = False,
     ) -> None:
+        # Plan mode: the repository read-only in the sandbox, and nothing of the session written to
+        # the working tree, the index or refs: no checkpoints, no run folder, no tests, no setup build.
+        self.plan = plan
+        if plan:
+            settings = replace(settings, worktree=False, commit=False, tests=False, setup=())
         self.settings = settings
         self.workspace = workspace  # the user's checkout (a worktree session works beside it)
         self.label = label  # names the run id and the worktree branch: the task, or "chat"
@@ -124,6 +131,7 @@ class Session:
         self.outcome: Ended | None = None
         self.turns: Turns | None = None
         self.requests: list[str] = []  # the conversation's messages, for its commits
+        self.planned: str | None = None  # the last plan a conversation's plan turn made, until carried out
         self._committed: str | None = None  # the tree of the session's last commit
         self._sandbox_start: Future[Sandbox] | None = None
         self._base_tree: Future[str] = Future()  # set once the pre-run checkpoint is recorded
@@ -149,9 +157,11 @@ class Session:
             self._ready = ready
             if settings.commit or settings.worktree:
                 self.workspace.check_identity(self.identity)
-            if not settings.worktree:
+            if not settings.worktree and not self.plan:
                 self.lock = self.workspace.lock_in_place()
-            self.run_id = self.workspace.reserve_run_id(self.label)
+            self.run_id = (
+                self.workspace.plan_id(self.label) if self.plan else self.workspace.reserve_run_id(self.label)
+            )
             self._open_trajectory()
             if settings.worktree:
                 self.target, self.branch = self.workspace.create_worktree(self.label, self._branch)
@@ -159,11 +169,15 @@ class Session:
             self._prepare_map()
             configured_summary = ready.result()
             self.events.release()
-            self.ledger = self._start_ledger()
-            if self.branch is None:  # a run in its own worktree cannot reach the checkout's files
+            if self.plan:
+                self._start_plan()
+            else:
+                self.ledger = self._start_ledger()
+            if self.branch is None and not self.plan:  # a worktree run cannot reach the checkout's files
                 self.ignored = IgnoredFiles.snapshot(self.target.root, self.run_id)  # as the sandbox starts
             self.sandbox = self._sandbox_start.result()
-            self.tests = self._start_tests(summary_model_for(model, configured_summary))
+            if not self.plan:
+                self.tests = self._start_tests(summary_model_for(model, configured_summary))
             self.agent = Agent(
                 model,
                 self.sandbox,
@@ -176,8 +190,10 @@ class Session:
                 summary_model=configured_summary,
                 # Read before the first action: what the sandbox writes later is not the user's word.
                 instructions=RepoInstructions.read(self.target.root),
+                plan=self.plan,
             )
-            self.turns = Turns(self.ledger, self.agent.take_step_number)
+            if self.ledger is not None:
+                self.turns = Turns(self.ledger, self.agent.take_step_number)
         except BaseException as error:
             self.events.drop()
             self.close(error)
@@ -211,7 +227,7 @@ class Session:
         return self._new_model(settings.summary_model, coder=False)
 
     def _open_trajectory(self) -> None:
-        path = self.settings.trajectory or self.workspace.run_path(self.run_id) / "trajectory.jsonl"
+        path = self.settings.trajectory or self._default_trajectory()
         try:
             self.trajectory = Trajectory(path, self.redactor, self.workspace.root)
         except PathRefused as error:  # planted by an earlier run's sandbox
@@ -220,7 +236,28 @@ class Session:
             raise UsageError(f"cannot write the trajectory at {path}: {error.strerror or error}") from None
         self.events.subscribe(self.trajectory)
 
-    def _start_sandbox(self) -> Sandbox:
+    def _default_trajectory(self) -> Path:
+        if self.plan:  # private state of the repository's, like its repo map cache: not the tree
+            return self.workspace.common_git_dir / "actsmith" / "plans" / f"{self.run_id}.jsonl"
+        return self.workspace.run_path(self.run_id) / "trajectory.jsonl"
+
+    def _start_plan(self) -> None:
+        """What a plan needs of the start: the tree the sandbox's environment comes from (objects
+        only, no ref) and the `start` event."""
+        base = working_tree(self.workspace)
+        self._base_tree.set_result(base)
+        self.events.emit(
+            Started(
+                run_id=self.run_id,
+                repo=str(self.workspace.root),
+                workdir=str(self.target.root),
+                branch=None,
+                checkpoint="",
+                settings=self.settings,
+            )
+        )
+
+    def _start_sandbox(self, *, read_only: bool = False) -> Sandbox:
         from agent_cli.sandbox import SandboxRequest
         from agent_cli.testing.execute import snapshot_tar
 
@@ -236,6 +273,7 @@ class Session:
             lambda: snapshot_tar(root, self._base_tree.result()),
             ready=self._wait_until_ready,
             cancel=self.cancel,
+            read_only=self.plan or read_only,
         )
         sandbox = factory(request)
         try:
@@ -341,7 +379,7 @@ class Session:
         self.outcome = self._ended(
             status, message, tests, final.tree if final else None, commit, not_committed
         )
-        if self.ledger is not None:  # a session that never started has nothing to report
+        if self._base_tree.done() and self._base_tree.exception() is None:  # it started: report
             self.events.emit(self.outcome)
         if self.trajectory is not None:
             self.events.unsubscribe(self.trajectory)
@@ -469,17 +507,45 @@ class Session:
     def ask(self, message: str) -> TurnResult:
         """One turn of a conversation: the user's own edits since the last turn are recorded and
         named to the model, then the agent works on the message (the first one is its task)."""
-        require_task(message)
+        return self._ask(message, message)
+
+    def _ask(self, request: str, text: str) -> TurnResult:
+        """A turn on the user's `request` (kept for the commit message), the model reading `text`."""
+        require_task(request)
         agent, turns = self._require_agent(), self._require_turns()
         self.cancel.reset()
         changes = turns.begin()
         if changes:
             agent.note(render("user_edits", files=changes))
-        self.requests.append(message)
+        self.requests.append(request)
         try:
-            return self.continue_(message) if agent.conversation.started else self.run(message)
+            return self.continue_(text) if agent.conversation.started else self.run(text)
         finally:
             turns.end()
+
+    def plan_turn(self, message: str) -> TurnResult:
+        """A turn that only plans: the model works in a read-only sandbox of its own (its variables
+        go with it), no test gates its finish(), and its summary is the plan, kept for `carry_out`."""
+        require_task(message)
+        agent = self._require_agent()
+        viewer = self._start_sandbox(read_only=True)
+        working, agent.sandbox, agent.plan = agent.sandbox, viewer, True
+        try:
+            result = self._ask(f"plan: {message}", render("plan_request", message=message).strip())
+        finally:
+            agent.sandbox, agent.plan = working, self.plan
+            viewer.close()
+        self.planned = result.summary if result.status.finished else None
+        return result
+
+    def carry_out(self, note: str = "") -> TurnResult:
+        """The turn after a plan: the model carries it out, with write access."""
+        if self.planned is None:
+            raise UsageError("there is no plan to carry out: ask for one with /plan TEXT first")
+        self.planned = None
+        return self._ask(
+            f"carry out the plan {note}".strip(), render("carry_out_plan", note=note.strip()).strip()
+        )
 
     def conversation_state(self) -> ConversationState:
         agent = self._require_agent()

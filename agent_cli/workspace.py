@@ -88,6 +88,11 @@ class Workspace:
             return run_id
         raise UsageError(f"cannot find a free run id for {base}")
 
+    def plan_id(self, label: str) -> str:
+        """An id for a plan-mode session: like a run id, but reserving nothing (a plan writes no
+        checkpoint, so it cannot collide with a run)."""
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-plan-{slugify(label)}-{os.urandom(2).hex()}"
+
     def run_state_dir(self, run_id: str) -> Path:
         """Where a run keeps its private state (the checkpoint index): inside .git, which the
         sandbox sees read-only."""

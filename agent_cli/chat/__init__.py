@@ -75,6 +75,16 @@ class Chat:
         self.save()
         return result
 
+    def plan(self, message: str) -> TurnResult:
+        result = self.session.plan_turn(message)
+        self.save()
+        return result
+
+    def carry_out(self, note: str) -> TurnResult:
+        result = self.session.carry_out(note)
+        self.save()
+        return result
+
     def clear(self) -> None:
         """Forget the conversation; the files and the interpreter stay."""
         self.session.clear()

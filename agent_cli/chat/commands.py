@@ -65,6 +65,24 @@ def undo_turn(chat: Chat, argument: str, console: Console) -> bool:
     return True
 
 
+def plan(chat: Chat, argument: str, console: Console) -> bool:
+    from agent_cli.chat.loop import show
+
+    if not argument.strip():
+        console.print("usage: /plan TEXT (the model plans in a read-only sandbox; /go carries the plan out)")
+        return True
+    result = chat.plan(argument)
+    show(console, result, plan=True)
+    return True
+
+
+def go(chat: Chat, argument: str, console: Console) -> bool:
+    from agent_cli.chat.loop import show
+
+    show(console, chat.carry_out(argument))
+    return True
+
+
 def run_tests(chat: Chat, argument: str, console: Console) -> bool:
     report = chat.session.run_tests()
     console.print(report or "no test runner in this session", markup=False, highlight=False)
@@ -138,6 +156,8 @@ COMMANDS: dict[str, Command] = {
     "diff": Command("/diff [turn]", "the session's changes, or the last turn's", show_diff),
     "undo": Command("/undo", "undo the last turn's changes (files you edited since stay)", undo_turn),
     "test": Command("/test", "run the tests and show the report", run_tests),
+    "plan": Command("/plan TEXT", "plan only: the repository is read-only for this turn", plan),
+    "go": Command("/go [NOTE]", "carry out the last plan, with write access", go),
     "run": Command(
         "/run CMD", "run a shell command in the sandbox (the model sees it next turn)", run_command
     ),

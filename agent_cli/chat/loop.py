@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.markdown import Markdown
 from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
@@ -57,11 +58,14 @@ def chat_loop(chat: Chat, console: Console) -> None:
             console.print("[yellow]interrupted[/]")
 
 
-def show(console: Console, result: TurnResult) -> None:
-    """How a turn ended: the agent's summary, or why it stopped."""
+def show(console: Console, result: TurnResult, *, plan: bool = False) -> None:
+    """How a turn ended: the agent's summary (a plan as Markdown), or why it stopped."""
     steps = f"{len(result.steps)} step{'s' if len(result.steps) != 1 else ''}"
     category = result.category
-    if category.good or category is Category.UNTESTED:
+    if plan and result.status.finished:
+        console.print(Panel(Markdown(result.summary or "(no plan)"), border_style="cyan", title="plan"))
+        console.print(f"{steps} · /go to carry it out, or /plan again", style="dim")
+    elif category.good or category is Category.UNTESTED:
         style = "green" if category.good else "yellow"
         console.print(Panel(Text(result.summary or "(no summary)"), border_style=style, title="done"))
         note = "" if category.good else f" · {result.message}"
