@@ -72,7 +72,14 @@ class Report:
     patch_file: Path | None = None  # a fork's patch, in full, in the run's artifact folder
     reverted: list[str] = field(default_factory=list)  # workflow files whose changes were not pushed
     notes: list[str] = field(default_factory=list)  # what the workflow's settings left out, and why
+    issue: int | None = None  # the issue a review round's pull request resolves
     redactor: Redactor = field(default_factory=Redactor)
+
+    @property
+    def keep(self) -> int | None:
+        """The issue a closing keyword may still name: the one that started the run, or that the
+        pull request under review resolves."""
+        return self.issue if self.issue is not None else self.trigger.number
 
     @property
     def conclusion(self) -> str:
@@ -135,7 +142,7 @@ class Report:
     def show(self, text: str) -> str:
         """Text the model may have written (its summary, test names, file names), as Markdown that
         does nothing but read."""
-        defanger = Defanger(self.env.repository, self.trigger.number)
+        defanger = Defanger(self.env.repository, self.keep)
         return defanger.markdown(self.redactor.text(text))
 
     def _render(self, place: str, patch: str | None, cut: int | None) -> str:
