@@ -16,7 +16,7 @@ from agent_cli.ci.defang import Defanger, closed_issues
 from agent_cli.ci.github_api import GitHub, GitHubError, PullHead, PullLink
 from agent_cli.ci.guard import guard_commit
 from agent_cli.ci.origin import Origin, prepare_branch
-from agent_cli.ci.report import Report, RunWatcher
+from agent_cli.ci.report import Report, RunWatcher, clip
 from agent_cli.ci.trigger import Allowed, Skipped, Trigger, admit, read_trigger, starts_actsmith
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError, UsageError
 from agent_cli.gitops import git
@@ -350,8 +350,7 @@ class CiRun:
 
     def _title(self) -> str:
         words = self.trigger.title or self.trigger.request.strip().splitlines()[0]
-        title = f"actsmith: {words}"
-        return title if len(title) <= 80 else title[:77].rstrip() + "..."
+        return clip(f"actsmith: {words}")
 
     def _failed(self, message: str, exit_code: int) -> None:
         self.report.error = self.redactor.text(message)

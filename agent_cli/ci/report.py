@@ -161,6 +161,11 @@ class Report:
         return self.redactor.text(text)
 
 
+def clip(title: str, room: int = 80) -> str:
+    """A pull request's title, at most `room` characters (GitHub shows no more in its lists)."""
+    return title if len(title) <= room else title[: room - 3].rstrip() + "..."
+
+
 def cut_lines(text: str, room: int) -> tuple[str, int]:
     """`text` as whole lines within `room` characters, and how many lines were left out."""
     if len(text) <= room:
