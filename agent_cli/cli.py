@@ -323,7 +323,7 @@ def ci(
     *,
     flags: dict[str, Any],
 ) -> None:
-    """In a GitHub Actions job: turn the event (a labeled issue, an /actsmith comment, a dispatch) into a pushed branch, a pull request and one comment."""
+    """In a GitHub Actions job: turn the event (a labeled issue, an /actsmith comment, a dispatch) into a pushed branch, a pull request and one comment; a review asking /actsmith into one more commit on its pull request and a reply."""
     from agent_cli.cancel import CancelToken
     from agent_cli.ci import CiOptions, run_ci
     from agent_cli.ci.actions_env import workflow_commands_stopped

@@ -161,6 +161,30 @@ def assert_started_nothing(actions: Actions, stub: GitHubStub, ran: Ran, asked: 
     assert ran.outputs["conclusion"] == "not_triggered"
 
 
+def push_pull_head(
+    actions: Actions,
+    branch: str,
+    *,
+    also_as_branch: bool,
+    files: dict[str, str] | None = None,
+    message: str = "add farewell",
+) -> str:
+    """A pull request's head on origin, as GitHub keeps it: refs/pull/7/head (and the branch itself
+    when it lives in the same repository)."""
+    work = actions.tmp / f"author-{branch}"
+    subprocess.run(["git", "clone", "-q", str(actions.origin), str(work)], check=True)
+    git(work, "config", "user.email", "a@example.invalid")
+    git(work, "config", "user.name", "author")
+    for name, content in {"farewell.py": "def farewell():\n    return 'bye'\n", **(files or {})}.items():
+        (work / name).write_text(content)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", message)
+    git(work, "push", "-q", "origin", "HEAD:refs/pull/7/head")
+    if also_as_branch:
+        git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+    return git(work, "rev-parse", "HEAD").strip()
+
+
 def zipped(folder: Path) -> bytes:
     """A folder as actions/upload-artifact stores it: a zip of its files, paths relative to it."""
     buffer = io.BytesIO()

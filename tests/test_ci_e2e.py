@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ci_helpers import APP, CALLED, HELLO, REPOSITORY, TOKEN, Actions, assert_started_nothing
+from ci_helpers import APP, CALLED, HELLO, REPOSITORY, TOKEN, Actions, assert_started_nothing, push_pull_head
 from conftest import git
 from github_stub import GitHubStub
 
@@ -323,25 +323,6 @@ def test_a_fork_pr_gets_no_environment_setup(actions, stub, sandbox_image):
     final = only_comment(stub)[-1]
     assert "Environment setup did not run: this pull request comes from a fork" in final
     assert "comes from a fork, so nothing was pushed" in final  # the run itself went on as before
-
-
-def push_pull_head(
-    actions: Actions, branch: str, *, also_as_branch: bool, files: dict[str, str] | None = None
-) -> str:
-    """A pull request's head on origin, as GitHub keeps it: refs/pull/7/head (and the branch itself
-    when it lives in the same repository)."""
-    work = actions.tmp / f"author-{branch}"
-    subprocess.run(["git", "clone", "-q", str(actions.origin), str(work)], check=True)
-    git(work, "config", "user.email", "a@example.invalid")
-    git(work, "config", "user.name", "author")
-    for name, content in {"farewell.py": "def farewell():\n    return 'bye'\n", **(files or {})}.items():
-        (work / name).write_text(content)
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "add farewell")
-    git(work, "push", "-q", "origin", "HEAD:refs/pull/7/head")
-    if also_as_branch:
-        git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
-    return git(work, "rev-parse", "HEAD").strip()
 
 
 # ------------------------------------------------------------------------------------- failing runs

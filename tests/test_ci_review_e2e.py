@@ -5,11 +5,22 @@ request actsmith opened for issue 5 (round 0: a labeled issue)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
-from ci_helpers import CALLED, HELLO, REPOSITORY, TOKEN, Actions, Ran, assert_started_nothing, zipped
+from ci_helpers import (
+    CALLED,
+    HELLO,
+    REPOSITORY,
+    TOKEN,
+    Actions,
+    Ran,
+    assert_started_nothing,
+    push_pull_head,
+    zipped,
+)
 from conftest import git
 from github_stub import GitHubStub
 
@@ -230,6 +241,37 @@ def test_a_comment_on_actsmiths_own_pull_request_is_a_round_on_its_branch(action
     assert ran.code == 0, ran.stdout + ran.stderr
     assert_fast_forward_with_a_docstring(actions, before)
     assert "resumed in a new sandbox" in ran.prompts() and "add a docstring to greet()" in ran.prompts()
+
+
+@pytest.mark.docker
+def test_a_review_comment_on_a_forks_pull_request_is_answered_with_a_patch_and_never_resumes(
+    actions, stub, sandbox_image
+):
+    # A conversation of ours in the runner's run folder, and a fork commit whose trailers name it:
+    # a fork's commits could claim any run, so its rounds always start fresh.
+    planted = actions.checkout / ".actsmith" / "runs" / "20240501-ours" / "conversation.json"
+    planted.parent.mkdir(parents=True)
+    conversation = [{"role": "system", "kind": "system", "content": "OUR PRIVATE CONVERSATION"}]
+    planted.write_text(json.dumps({"conversation": conversation, "last_step_number": 1}))
+    claims = "add farewell\n\nActsmith-Run-Id: 20240501-ours\nActsmith-Artifact: actsmith-4100-1"
+    head = push_pull_head(actions, "patch-1", also_as_branch=False, message=claims)
+    stub.add_pull(7, "patch-1", "someone/hello-world", head, title="Add a farewell", body="Adds farewell().")
+    comment = stub.add_review_comment(
+        7, "monalisa", "/actsmith say hello", path="app.py", line=2, diff_hunk=HUNK
+    )
+    payload = actions.event("pull_request_review_comment")
+    payload["comment"], payload["pull_request"] = comment, stub.pulls[7]
+    refs = actions.origin_refs()
+    ran = actions.run("pull_request_review_comment", payload, [HELLO])
+    assert ran.code == 0, ran.stdout + ran.stderr
+    assert actions.origin_refs() == refs  # nothing pushed anywhere
+    prompts = ran.prompts()
+    assert "OUR PRIVATE CONVERSATION" not in prompts and "resumed" not in prompts
+    assert "Its changes so far" in prompts and "+def farewell():" in prompts
+    ((_, final),) = bot_replies(stub).values()
+    assert "comes from a fork, so nothing was pushed" in final and "```diff" in final
+    assert "-    return 'hi'\n+    return 'hello'" in final
+    assert not stub.calls("GET", rf"/repos/{REPOSITORY}/actions/runs/\d+/artifacts")
 
 
 def test_a_read_only_reviewer_starts_nothing(actions, stub):

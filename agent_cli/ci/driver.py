@@ -240,6 +240,8 @@ class CiRun:
         conversation when it can be found (else the diff so far)."""
         trigger, head, github = self.trigger, self.head, self.github
         assert head is not None and trigger.number is not None
+        if not head.open:  # its branch may be gone: a push would make it anew
+            raise UsageError(f"pull request #{head.number} is closed: reopen it to ask for another round")
         every = github.review_comments(trigger.number) if trigger.kind != "pull_request" else []
         of_review = github.review_comments(trigger.number, trigger.review_id) if trigger.review_id else []
         asked = rounds.asked_in(trigger.comment, of_review, every)
@@ -251,17 +253,7 @@ class CiRun:
         found = rounds.Round(trigger.kind, trigger.actor, trigger.request, head, asked, issue)
         found.base_sha = origin.fetch(f"refs/heads/{head.base}") if head.base else None
         # A fork's commits could name any run: its rounds always start fresh.
-        if not plan.from_fork:
-            found.previous = rounds.find_previous(workspace.root, start, found.base_sha)
-        if found.previous is not None:
-            found.saved, source = rounds.load_conversation(workspace.root, found.previous, github)
-            found.note = (
-                f"This round went on with the conversation of the previous one (run `{found.previous.run_id}`, from {source})."
-                if found.saved is not None
-                else f"The previous round's conversation was not found ({source}): this round started afresh, with the pull request's diff so far."
-            )
-        if found.saved is None:
-            found.diff, found.diff_cut = rounds.diff_so_far(workspace.root, found.base_sha, start)
+        rounds.recall(found, workspace.root, start, github, trusted=not plan.from_fork)
         if found.note:
             self.report.notes.append(found.note)
         return found

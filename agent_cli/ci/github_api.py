@@ -58,6 +58,7 @@ class PullHead:
     title: str = ""
     body: str = ""
     base: str = ""  # the branch it goes into
+    open: bool = True
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class GitHub:
                 pull.title or "",
                 pull.body or "",
                 pull.base.ref,
+                pull.state == "open",
             )
 
     def issue(self, number: int) -> IssueText | None:
@@ -239,11 +241,11 @@ class GitHub:
             return None  # the token goes to this API only
         try:
             # The API answers with a redirect to storage elsewhere; requests drops the token there.
-            response = requests.get(
+            with requests.get(
                 url, headers={"Authorization": f"Bearer {self._token}"}, timeout=TIMEOUT_S, stream=True
-            )
-            response.raise_for_status()
-            archive = response.raw.read(ARTIFACT_LIMIT + 1, decode_content=True)
+            ) as response:
+                response.raise_for_status()
+                archive = response.raw.read(ARTIFACT_LIMIT + 1, decode_content=True)
         except requests.RequestException as error:
             raise GitHubError(
                 self._redactor.text(f"GitHub API: downloading the artifact {artifact} failed: {error}")

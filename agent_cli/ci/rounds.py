@@ -133,6 +133,26 @@ def _trailers_of(message: str) -> dict[str, str]:
     return values
 
 
+def recall(found: Round, root: Path, start: str, github: GitHub, *, trusted: bool) -> None:
+    """Give the round the previous round's conversation, found from the trailers of the branch's
+    commits (`trusted`: not a fork's), or else the pull request's diff so far; its note says which."""
+    found.previous = find_previous(root, start, found.base_sha) if trusted else None
+    if found.previous is not None:
+        found.saved, source = load_conversation(root, found.previous, github)
+        if found.saved is not None:
+            found.note = (
+                "This round went on with the conversation of the previous one "
+                f"(run `{found.previous.run_id}`, from {source})."
+            )
+        else:
+            found.note = (
+                f"The previous round's conversation was not found ({source}): "
+                "this round started afresh, with the pull request's diff so far."
+            )
+    if found.saved is None:
+        found.diff, found.diff_cut = diff_so_far(root, found.base_sha, start)
+
+
 def load_conversation(
     root: Path, previous: PreviousRound, github: GitHub
 ) -> tuple[dict[str, Any] | None, str]:
