@@ -9,7 +9,6 @@ from batch_helpers import write_spec
 from conftest import git, make_repo
 
 from agent_cli.batch.publish import GitHubAccess, github_repository, pull_body
-from agent_cli.batch.report import Row
 from agent_cli.batch.results import TaskResult
 from agent_cli.batch.spec import load_spec
 from agent_cli.ci.github_api import count_checks, decision_of
@@ -68,7 +67,7 @@ def test_checks_count_check_runs_and_commit_statuses_together():
     statuses = [{"context": "ci/legacy", "state": "error"}, {"context": "cla", "state": "success"}]
     checks = count_checks(runs, statuses)
     assert (checks.passed, checks.failed, checks.pending) == (3, 2, 1)
-    assert checks.failing == ("tests", "ci/legacy") and checks.summary == "failing (3/6 passed)"
+    assert checks.summary == "failing (3/6 passed)"
     assert count_checks(runs[1:3], []).summary == "passing (2/2 passed)"
     assert count_checks(runs[3:], []).summary == "pending (0/1 passed)"
     assert count_checks([], []).summary == "none"
@@ -105,9 +104,7 @@ def test_a_pull_requests_body_shows_the_task_as_written_and_the_models_words_ine
         tests_state="passed",
         base=base,
     )
-    body = pull_body(
-        "drop-six", Row("billing", "succeeded", result), result, tip, "acme/billing", Redactor({})
-    )
+    body = pull_body("drop-six", result, tip, "acme/billing", Redactor({}))
     assert "**actsmith batch `drop-six`, task `billing`**: succeeded" in body
     assert "### Task\n\nDrop six.\n\nFixes #12 in the tracker." in body  # the user's words, whole
     assert leaked not in body and "REDACTED" in body

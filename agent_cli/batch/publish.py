@@ -29,6 +29,7 @@ from agent_cli.errors import EXIT_OK, EXIT_TESTS_FAIL, ActsmithError, UsageError
 from agent_cli.gitops import GitError, git
 
 if TYPE_CHECKING:
+    from agent_cli.batch.journal import Journal
     from agent_cli.ci.github_api import GitHub, PullLink
     from agent_cli.trajectory import Redactor
 
@@ -73,6 +74,32 @@ class PublishOptions:
     include: tuple[str, ...] = ()  # statuses published beside succeeded (untested)
 
 
+class Clients:
+    """One GitHub client per repository, and the redactor that keeps the token out of what they say."""
+
+    def __init__(self, access: GitHubAccess, *, patient: bool) -> None:
+        from agent_cli.trajectory import Redactor
+
+        assert access.token is not None
+        self.access, self.token, self.patient = access, access.token, patient
+        self.redactor = Redactor()
+        self.redactor.add(access.token, "GITHUB_TOKEN")
+        self._clients: dict[str, GitHub] = {}
+
+    def __call__(self, repository: str) -> GitHub:
+        from agent_cli.ci.github_api import GitHub
+
+        if repository not in self._clients:
+            self._clients[repository] = GitHub(
+                self.access.api_url, repository, self.token, self.redactor, patient=self.patient
+            )
+        return self._clients[repository]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
 # ----------------------------------------------------------------------------------------- publish
 
 
@@ -113,21 +140,17 @@ def publish(out: Path, options: PublishOptions, access: GitHubAccess, say: Calla
 
 
 class Publisher:
-    """Publishes tasks of one batch, one GitHub client per repository."""
+    """Publishes the tasks of one batch."""
 
     def __init__(self, summary: Summary, options: PublishOptions, access: GitHubAccess) -> None:
-        from agent_cli.trajectory import Redactor
-
         self.summary, self.options, self.access = summary, options, access
-        self.redactor = Redactor()
-        self.redactor.add(access.token, "GITHUB_TOKEN")
-        self._clients: dict[str, GitHub] = {}
+        self.clients = Clients(access, patient=True)
+        self.redactor = self.clients.redactor
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
+        self.clients.close()
 
-    def publish(self, row: Row, result: TaskResult, journal: Any) -> tuple[bool | None, str]:
+    def publish(self, row: Row, result: TaskResult, journal: Journal) -> tuple[bool | None, str]:
         """(published? None: skipped, the line to say)."""
         root = Path(result.repo)
         url = _origin_url(root)
@@ -141,7 +164,7 @@ class Publisher:
             return False, f"not published: {root} has no origin remote to push the branch to"
         try:
             tip = self._push(root, url, result.branch)
-            link, state = self._open_or_update(repository, row, result, tip)
+            link, state = self._open_or_update(repository, result, tip)
         except ActsmithError as error:
             return False, f"not published: {self.redactor.text(str(error))}"
         self._record(row, result, repository, link, state, tip, journal)
@@ -168,14 +191,12 @@ class Publisher:
         Origin(root, url, env, self.redactor).push(branch, branch)  # a fast-forward, never forced
         return tip
 
-    def _open_or_update(
-        self, repository: str, row: Row, result: TaskResult, tip: str
-    ) -> tuple[PullLink, str]:
+    def _open_or_update(self, repository: str, result: TaskResult, tip: str) -> tuple[PullLink, str]:
         from agent_cli.ci.github_api import PullLink
         from agent_cli.ci.report import clip
 
-        github = self._client(repository)
-        body = pull_body(self.summary.name, row, result, tip, repository, self.redactor)
+        github = self.clients(repository)
+        body = pull_body(self.summary.name, result, tip, repository, self.redactor)
         existing = github.pull_from(result.branch, state="all")
         if existing is None:
             draft = not self.options.ready
@@ -185,16 +206,6 @@ class Publisher:
             github.update_pull_body(existing.number, body)
         return PullLink(existing.number, existing.url, created=False), existing.state
 
-    def _client(self, repository: str) -> GitHub:
-        from agent_cli.ci.github_api import GitHub
-
-        if repository not in self._clients:
-            assert self.access.token is not None
-            self._clients[repository] = GitHub(
-                self.access.api_url, repository, self.access.token, self.redactor
-            )
-        return self._clients[repository]
-
     def _record(
         self,
         row: Row,
@@ -203,7 +214,7 @@ class Publisher:
         link: PullLink,
         state: str,
         tip: str,
-        journal: Any,
+        journal: Journal,
     ) -> None:
         folder = self.summary.out / "tasks" / row.id
         write_pull(folder, PullSeen(link.number, link.url, repository, state))
@@ -219,7 +230,7 @@ class Publisher:
         )
 
 
-def pull_body(name: str, row: Row, result: TaskResult, tip: str, repository: str, redactor: Redactor) -> str:
+def pull_body(name: str, result: TaskResult, tip: str, repository: str, redactor: Redactor) -> str:
     """The pull request's Markdown: the task as written, the model's summary (defanged), tests
     against the baseline, the diff stat and the cost."""
     from agent_cli.batch.repos import diff_stat
@@ -234,7 +245,6 @@ def pull_body(name: str, row: Row, result: TaskResult, tip: str, repository: str
     stat, cut = cut_lines(diff_stat(Path(result.repo), result.base, tip), STAT_ROOM)
     text = render_pull_body(
         name=name,
-        row=row,
         r=result,
         tip=tip,
         show=show,
@@ -277,8 +287,7 @@ def _summary(out: Path) -> Summary:
 def refresh(out: Path, access: GitHubAccess, say: Callable[[str], None]) -> None:
     """Ask GitHub how each published task's pull request stands, into its pull.json; a call that
     fails is one line, and the others go on."""
-    from agent_cli.ci.github_api import GitHub, GitHubError
-    from agent_cli.trajectory import Redactor
+    from agent_cli.ci.github_api import GitHubError
 
     published = [row for row in _summary(out).rows if row.pull is not None]
     if not published:
@@ -286,18 +295,12 @@ def refresh(out: Path, access: GitHubAccess, say: Callable[[str], None]) -> None
     if access.token is None:
         say("the pull requests' state was not asked: set GITHUB_TOKEN (or GH_TOKEN)")
         return
-    redactor = Redactor()
-    redactor.add(access.token, "GITHUB_TOKEN")
-    clients: dict[str, GitHub] = {}
+    clients = Clients(access, patient=False)
     try:
         for row in published:
             pull = row.pull
             assert pull is not None
-            if pull.repository not in clients:
-                clients[pull.repository] = GitHub(
-                    access.api_url, pull.repository, access.token, redactor, patient=False
-                )
-            github = clients[pull.repository]
+            github = clients(pull.repository)
             seen = replace(pull, error="")
             try:  # what GitHub answered before a call failed is kept
                 state = github.pull_state(pull.number)
@@ -310,8 +313,7 @@ def refresh(out: Path, access: GitHubAccess, say: Callable[[str], None]) -> None
                 seen.error = str(error)
             write_pull(out / "tasks" / row.id, seen)
     finally:
-        for client in clients.values():
-            client.close()
+        clients.close()
 
 
 def status_record(row: Row) -> dict[str, Any]:
@@ -327,8 +329,8 @@ def status_record(row: Row) -> dict[str, Any]:
         "steps": result.steps if result else None,
         "pr_number": pull.number if pull else None,
         "pr_url": pull.url if pull else None,
-        "pr_state": pull.state or None if pull else None,
-        "checks": pull.checks or None if pull else None,
-        "review": pull.review or None if pull else None,
-        "error": pull.error or None if pull else None,
+        "pr_state": (pull.state or None) if pull else None,
+        "checks": (pull.checks or None) if pull else None,
+        "review": (pull.review or None) if pull else None,
+        "error": (pull.error or None) if pull else None,
     }

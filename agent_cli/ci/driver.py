@@ -100,7 +100,7 @@ def _left_to_its_review(trigger: Trigger, github: GitHub) -> Trigger | Skipped:
     comment, number = trigger.comment, trigger.number
     if comment is None or comment.review_id is None or number is None:
         return trigger
-    if starts_actsmith(github.review(number, comment.review_id).body):
+    if starts_actsmith(github.review_body(number, comment.review_id)):
         return Skipped(
             "this comment belongs to a review that asks actsmith itself; that review's run answers it"
         )

@@ -69,14 +69,6 @@ class IssueText:
 
 
 @dataclass(frozen=True)
-class Review:
-    id: int
-    author: str
-    body: str
-    url: str
-
-
-@dataclass(frozen=True)
 class PullState:
     """A pull request as `batch status` shows it."""
 
@@ -93,7 +85,6 @@ class Checks:
     passed: int = 0
     failed: int = 0
     pending: int = 0
-    failing: tuple[str, ...] = ()  # the names of those that failed
 
     @property
     def total(self) -> int:
@@ -209,12 +200,9 @@ class GitHub:
         with self._calling(f"updating comment {comment.id}"):
             comment.edit(body)
 
-    def review(self, number: int, review_id: int) -> Review:
+    def review_body(self, number: int, review_id: int) -> str:
         with self._calling(f"reading review {review_id} of #{number}"):
-            review = self._pull_object(number).get_review(review_id)
-            return Review(
-                review.id, review.user.login if review.user else "", review.body or "", review.html_url
-            )
+            return self._pull_object(number).get_review(review_id).body or ""
 
     def review_comments(self, number: int, review_id: int | None = None) -> list[ReviewComment]:
         """The review comments of pull request `number`, oldest first; of one review when `review_id`."""
@@ -332,7 +320,6 @@ def count_checks(runs: list[dict[str, Any]], statuses: list[dict[str, Any]]) -> 
     """Check runs (queued, in progress, or completed with a conclusion) and commit statuses (pending,
     success, failure, error) as one count."""
     passed = failed = pending = 0
-    failing: list[str] = []
     for run in runs:
         if run.get("status") != "completed":
             pending += 1
@@ -340,7 +327,6 @@ def count_checks(runs: list[dict[str, Any]], statuses: list[dict[str, Any]]) -> 
             passed += 1
         else:
             failed += 1
-            failing.append(str(run.get("name") or "?"))
     for status in statuses:
         state = status.get("state")
         if state == "success":
@@ -349,8 +335,7 @@ def count_checks(runs: list[dict[str, Any]], statuses: list[dict[str, Any]]) -> 
             pending += 1
         else:
             failed += 1
-            failing.append(str(status.get("context") or "?"))
-    return Checks(passed, failed, pending, tuple(failing))
+    return Checks(passed, failed, pending)
 
 
 def decision_of(reviews: list[tuple[str, str]]) -> str:
@@ -367,7 +352,7 @@ def decision_of(reviews: list[tuple[str, str]]) -> str:
 
 
 def _pull_state(pull: Any) -> PullState:
-    if pull.merged_at is not None or pull.merged:
+    if pull.merged_at is not None:  # a listed pull request has no `merged`
         state = "merged"
     elif pull.state == "closed":
         state = "closed"
