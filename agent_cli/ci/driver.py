@@ -307,9 +307,8 @@ class CiRun:
             ended.commit,
             Defanger(self.env.repository, self.report.keep),
             allow_workflows=self.options.allow_workflow_changes,
-            trailers=rounds.trailers(
-                self.session_id, self.env.artifact
-            ),  # where the next round finds this one
+            # Where the next round on this branch finds this one's conversation.
+            trailers=rounds.trailers(self.session_id, self.env.artifact),
         )
         self.report.reverted += [path for path in guarded.reverted if path not in self.report.reverted]
         if guarded.commit is None:

@@ -76,10 +76,6 @@ class Trigger:
     review_id: int | None = None  # the review submitted (review)
     comment: ReviewComment | None = None  # the review comment made (review_comment)
 
-    @property
-    def on_pull(self) -> bool:
-        return self.kind in ("pull_request", "review_comment", "review")
-
 
 @dataclass(frozen=True)
 class Skipped:
