@@ -345,7 +345,7 @@ def ci(
     *,
     flags: dict[str, Any],
 ) -> None:
-    """In a GitHub Actions job: turn the event (a labeled issue, an /actsmith comment, a dispatch) into a pushed branch, a pull request and one comment."""
+    """In a GitHub Actions job: turn the event (a labeled issue, an /actsmith comment, a dispatch) into a pushed branch, a pull request and one comment; a review asking /actsmith into one more commit on its pull request and a reply."""
     from agent_cli.cancel import CancelToken
     from agent_cli.ci import CiOptions, run_ci
     from agent_cli.ci.actions_env import workflow_commands_stopped
@@ -603,11 +603,66 @@ def _batch_stream(json_output: bool) -> tuple[EventStream, Callable[[], None]]:
 @reports_errors
 def batch_status(
     folder: Annotated[Path, typer.Argument(help="The batch folder (--out of the run).")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the table as one JSON object, nothing else.")
+    ] = False,
 ) -> None:
-    """Print the table of a running or finished batch."""
-    from agent_cli.batch.progress import status_table
+    """Print the table of a running or finished batch, with each published task's pull request as
+    GitHub has it now (state, checks, review decision)."""
+    import json
 
-    _batch_console().print(status_table(_batch_summary(folder)))
+    from agent_cli.batch.progress import status_table
+    from agent_cli.batch.publish import GitHubAccess, refresh, status_record
+    from agent_cli.batch.report import write_reports
+
+    summary = _batch_summary(folder)
+    if summary.published:
+        refresh(folder, GitHubAccess.from_environ(dict(os.environ)), _lines(stderr=True))
+        summary = _batch_summary(folder)
+        write_reports(folder)  # the report shows what was just asked
+    if json_output:
+        records = [status_record(row) for row in summary.rows]
+        print(json.dumps({"batch": summary.name, "out": str(summary.out), "tasks": records}))
+        return
+    _batch_console().print(status_table(summary))
+
+
+@batch_app.command("publish")
+@reports_errors
+def batch_publish(
+    folder: Annotated[Path, typer.Argument(help="The batch folder (--out of the run).")],
+    only: Annotated[
+        list[str] | None, typer.Option(help="Publish only this task (repeatable, or comma separated).")
+    ] = None,
+    ready: Annotated[
+        bool, typer.Option("--ready", help="Open pull requests ready for review (default: drafts).")
+    ] = False,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Also publish the tasks with this status: untested (succeeded always are)."),
+    ] = None,
+) -> None:
+    """Push the branch of each task that succeeded to its repository's origin and open a draft pull
+    request for it (or update the one that exists); exit 0 when all were, 1 when a push or a GitHub
+    call failed, 2 for a bad folder or no GITHUB_TOKEN."""
+    from agent_cli.batch.publish import INCLUDABLE, GitHubAccess, PublishOptions, publish
+    from agent_cli.errors import UsageError
+
+    included = tuple(status for value in include or [] for status in _words(value))
+    if any(status not in INCLUDABLE for status in included):
+        raise UsageError(f"--include {', '.join(included)}: only {', '.join(INCLUDABLE)} can be added")
+    options = PublishOptions(tuple(task for value in only or [] for task in _words(value)), ready, included)
+    access = GitHubAccess.from_environ(dict(os.environ))
+    raise typer.Exit(publish(Path(os.path.abspath(folder)), options, access, _lines()))
+
+
+def _lines(stderr: bool = False) -> Callable[[str], None]:
+    """Print whole lines (one per task), never folded to the terminal's width."""
+    return functools.partial(_console(stderr).print, markup=False, highlight=False, soft_wrap=True)
+
+
+def _words(value: str) -> list[str]:
+    return [word for word in value.replace(",", " ").split() if word]
 
 
 @batch_app.command("report")

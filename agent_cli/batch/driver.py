@@ -110,7 +110,7 @@ class Driver:
     def run(self, backend: Backend) -> Tally:
         started = time.monotonic()
         out = self.options.out
-        with self._exclusive(out):
+        with exclusive(out):
             state = read_journal(out)
             pending, done = self._plan(state)
             dispatches = self._prepare(pending, state)  # every check passed: now the journal is written
@@ -123,6 +123,7 @@ class Driver:
                 backend=self.options.backend,
                 jobs=backend.jobs,
                 pid=_pid(),
+                github={task.id: task.github for task in self.spec.tasks if task.github},
             )
             for task_id, base in dispatches.branches:
                 journal.write("branch", id=task_id, **base)
@@ -167,18 +168,6 @@ class Driver:
                     )
                 )
         return self.tally
-
-    @contextlib.contextmanager
-    def _exclusive(self, out: Path) -> Iterator[None]:
-        out.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = InPlaceLock.acquire(out / "driver.lock", out)
-        except UsageError:
-            raise UsageError(f"another batch driver is running on {out}; wait for it to end") from None
-        try:
-            yield
-        finally:
-            lock.release()
 
     def _plan(self, state: JournalState) -> tuple[list[TaskSpec], list[TaskResult]]:
         pending, done = [], []
@@ -367,6 +356,20 @@ class Driver:
         self.journal.result(result)
         self.tally.add(result)
         self.events.emit(TaskFinished(result))
+
+
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """The batch folder for this process alone (a run, or a publish that writes results)."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = InPlaceLock.acquire(out / "driver.lock", out)
+    except UsageError:
+        raise UsageError(f"another batch driver is running on {out}; wait for it to end") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass

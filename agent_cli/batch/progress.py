@@ -24,8 +24,17 @@ from agent_cli.ui import format_tokens
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from agent_cli.batch.report import Summary
+    from agent_cli.batch.report import Row, Summary
 
+PULL_COLUMNS = ["pr", "state", "checks", "review"]
+PULL_STYLES = {
+    "merged": "magenta",
+    "open": "green",
+    "closed": "red",
+    "passing": "green",
+    "failing": "red",
+    "pending": "yellow",
+}
 STYLES = {
     "succeeded": "green",
     "no_change": "green",
@@ -203,11 +212,14 @@ def status_table(summary: Summary) -> Table:
         "task": max((len(row.id) for row in summary.rows), default=4),
         "branch": max((len(row.result.branch) for row in summary.rows if row.result), default=6),
     }
-    for column in ("task", "status", "files", "tests", "cost", "steps", "branch"):
+    columns = ["task", "status", "files", "tests", "cost", "steps", "branch"]
+    if summary.published:
+        columns += PULL_COLUMNS
+    for column in columns:
         table.add_column(column, no_wrap=column in whole, min_width=whole.get(column))
     for row in summary.rows:
         result = row.result if row.status not in ("running", "waiting") else None
-        table.add_row(
+        cells: list[str | Text] = [
             row.id,
             Text(row.status, style=STYLES.get(row.status, "red")),
             str(row.files) if result else "",
@@ -215,8 +227,21 @@ def status_table(summary: Summary) -> Table:
             row.cost if result else "",
             str(result.steps) if result else "",
             result.branch if result else "",
-        )
+        ]
+        if summary.published:
+            cells += _pull_cells(row)
+        table.add_row(*cells)
     return table
+
+
+def _pull_cells(row: Row) -> list[str | Text]:
+    """The pull request's number, state, checks and review decision; `?` where GitHub did not say."""
+    pull = row.pull
+    if pull is None:
+        return ["", "", "", ""]
+    state = Text(pull.state or "?", style=PULL_STYLES.get(pull.state, ""))
+    checks = Text(pull.checks or "?", style=PULL_STYLES.get(pull.checks.split(" ")[0], ""))
+    return [pull.label, state, checks, pull.review or "?"]
 
 
 def _finished_line(event: TaskFinished) -> Text:

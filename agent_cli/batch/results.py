@@ -18,6 +18,7 @@ from agent_cli.errors import EXIT_INTERRUPTED, EXIT_LIMIT, EXIT_OK, EXIT_TESTS_F
 from agent_cli.model import Usage
 from agent_cli.outcome import Category, TestOutcome
 
+PULL_FILE = "pull.json"  # DIR/tasks/<id>/pull.json: the task's pull request, as last seen
 NOT_STARTED = "not_started"
 INFRA_ERROR = Category.INFRA_ERROR.value
 STATUSES = (*(c.value for c in Category if c is not Category.INTERRUPTED), NOT_STARTED)
@@ -55,6 +56,8 @@ class TaskResult:
     completion_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    pr_url: str | None = None  # the pull request `batch publish` opened or updated (its html_url)
+    pr_number: int | None = None
 
     @property
     def usage(self) -> Usage:
@@ -121,6 +124,43 @@ def write_result(folder: Path, result: TaskResult, patch: str) -> None:
     """result.json and patch.diff, each replaced whole (a reader never sees half a file)."""
     folder.mkdir(parents=True, exist_ok=True)
     _replace(folder / "patch.diff", patch)
+    _replace(folder / "result.json", json.dumps(result.to_json(), indent=2) + "\n")
+
+
+@dataclass
+class PullSeen:
+    """A task's pull request as last seen: what `batch status` and the report show."""
+
+    number: int
+    url: str  # its html_url
+    repository: str  # OWNER/NAME
+    state: str = ""  # open | draft | merged | closed ("" before GitHub was asked)
+    checks: str = ""  # passing (3/3 passed), failing (...), pending (...), none
+    review: str = ""  # approved | changes_requested | none
+    error: str = ""  # why the last question to GitHub failed
+    checked: float | None = None  # when GitHub last answered
+
+    @property
+    def label(self) -> str:
+        return f"#{self.number}"
+
+
+def read_pull(folder: Path) -> PullSeen | None:
+    try:
+        data = json.loads((folder / PULL_FILE).read_text(encoding="utf-8"))
+        return PullSeen(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_pull(folder: Path, pull: PullSeen) -> None:
+    partial = folder / (PULL_FILE + ".partial")
+    partial.write_text(json.dumps(asdict(pull), indent=2) + "\n", encoding="utf-8")
+    partial.replace(folder / PULL_FILE)
+
+
+def rewrite_result(folder: Path, result: TaskResult) -> None:
+    """result.json again (its patch stays): what `batch publish` learnt about the task."""
     _replace(folder / "result.json", json.dumps(result.to_json(), indent=2) + "\n")
 
 

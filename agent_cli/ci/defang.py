@@ -102,6 +102,18 @@ class Defanger:
         )
 
 
+def closed_issues(text: str, repository: str) -> list[int]:
+    """The issues of `repository` that closing keywords in `text` name (`Fixes #5`, `closes
+    owner/name#5`, an issue URL), in order: what a pull request's body says it resolves."""
+    numbers = []
+    for match in _MESSAGE_CLOSING.finditer(text):
+        named = match.group("repo") or match.group("url_repo") or repository
+        number = int(match.group("number") or match.group("url_number"))
+        if named.lower() == repository.lower() and number not in numbers:
+            numbers.append(number)
+    return numbers
+
+
 def _code_spans(line: str) -> Iterator[tuple[bool, str]]:
     """(is it code, the piece) for one line, as CommonMark pairs backtick runs: a run opens a span
     that the next run of the same length closes; a run without one is plain text."""

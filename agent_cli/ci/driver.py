@@ -1,20 +1,22 @@
-"""`actsmith ci` from event to outcome: read the trigger, say "working" on the issue, prepare the
-branch, run one Session in a worktree, push, open or update the pull request, and replace the
-"working" comment with the outcome. Whatever fails, the comment, the step summary and the outputs
-still say so, and work already pushed stays where it is."""
+"""`actsmith ci` from event to outcome: read the trigger, say "working" on the issue (or in the
+review comment's thread), prepare the branch, run one Session in a worktree (a review round going on
+with the conversation of the round before: rounds.py), push, open or update the pull request, and
+replace the "working" comment with the outcome. Whatever fails, the comment, the step summary and
+the outputs still say so, and work already pushed stays where it is."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from agent_cli.ci import rounds
 from agent_cli.ci.actions_env import ActionsEnv
-from agent_cli.ci.defang import Defanger
-from agent_cli.ci.github_api import GitHub, GitHubError, PullLink
+from agent_cli.ci.defang import Defanger, closed_issues
+from agent_cli.ci.github_api import GitHub, GitHubError, PullHead, PullLink
 from agent_cli.ci.guard import guard_commit
 from agent_cli.ci.origin import Origin, prepare_branch
-from agent_cli.ci.report import Report, RunWatcher
-from agent_cli.ci.trigger import Allowed, Skipped, Trigger, admit, read_trigger
+from agent_cli.ci.report import Report, RunWatcher, clip
+from agent_cli.ci.trigger import Allowed, Skipped, Trigger, admit, read_trigger, starts_actsmith
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError, UsageError
 from agent_cli.gitops import git
 from agent_cli.protect import WORKFLOWS, ProtectedPaths
@@ -25,9 +27,8 @@ from agent_cli.trajectory import Redactor
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from github.IssueComment import IssueComment
-
     from agent_cli.cancel import CancelToken
+    from agent_cli.ci.github_api import Editable
     from agent_cli.events import EventStream
     from agent_cli.settings import Settings
     from agent_cli.workspace import Workspace
@@ -81,6 +82,8 @@ def run_ci(options: CiOptions, environ: dict[str, str], events: EventStream, can
     github = GitHub(env.api_url, env.repository, env.token, redactor)
     try:
         admitted = admit(trigger, options.allow, github.access)
+        if isinstance(admitted, Trigger) and admitted.kind == "review_comment":
+            admitted = _left_to_its_review(admitted, github)
     except BaseException:
         github.close()
         raise
@@ -89,6 +92,19 @@ def run_ci(options: CiOptions, environ: dict[str, str], events: EventStream, can
         return _not_triggered(env, admitted)
     api_key = environ.get(API_KEY_VARIABLE) or None
     return CiRun(env, env.token, admitted, options, events, cancel, github, redactor, api_key).run()
+
+
+def _left_to_its_review(trigger: Trigger, github: GitHub) -> Trigger | Skipped:
+    """A comment of a review whose own body starts with /actsmith is that review's to answer: GitHub
+    sends both events, and one round takes every comment of the review."""
+    comment, number = trigger.comment, trigger.number
+    if comment is None or comment.review_id is None or number is None:
+        return trigger
+    if starts_actsmith(github.review_body(number, comment.review_id)):
+        return Skipped(
+            "this comment belongs to a review that asks actsmith itself; that review's run answers it"
+        )
+    return trigger
 
 
 def _not_triggered(env: ActionsEnv, skipped: Skipped) -> CiResult:
@@ -119,9 +135,12 @@ class CiRun:
         self.github = github
         self.report = Report(trigger, env, redactor=redactor)
         self.watcher = RunWatcher()
-        self.comment: IssueComment | None = None
+        self.comment: Editable | None = None  # "working", then the outcome
+        self.head: PullHead | None = None  # the pull request the event is about
         self.commented_pull: PullLink | None = None  # the same-repository pull request commented on
+        self.round: rounds.Round | None = None
         self.patch: str | None = None
+        self.session_id = ""
         self.run_dir: Path | None = None
         self.exit_code = EXIT_USAGE
 
@@ -160,15 +179,15 @@ class CiRun:
                 "Environment setup did not run: this pull request comes from a fork "
                 "(the workflow can allow it with `setup-on-forks`)."
             )
-        if self.trigger.number is not None:
-            self.comment = self.github.comment(
-                self.trigger.number, render("ci_working", run_url=self.env.run_url)
-            )
+        self.comment = self._say_working()
         origin = Origin.of(workspace, self.token, self.redactor)
         start = origin.fetch(plan.source) if plan.source else None
         if plan.required and start is None:
             raise UsageError(f"origin has no {plan.source} to work on")
         prepare_branch(workspace, plan.local, start)
+        if self._is_round(plan):
+            assert start is not None
+            self.round = self._gather_round(workspace, origin, plan, start)
         self._session(settings, workspace, plan, _lent_identity(workspace))
         self._deliver(workspace, origin, plan, start)
 
@@ -180,7 +199,7 @@ class CiRun:
             branch = f"actsmith/issue-{trigger.number}"
             return BranchPlan(branch, branch, f"refs/heads/{branch}")  # a re-run continues the branch
         assert trigger.number is not None
-        head = self.github.pull(trigger.number)
+        head = self.head = self.github.pull(trigger.number)
         same_repository = (head.repository or "").lower() == self.env.repository.lower()
         if same_repository:
             self.commented_pull = PullLink(head.number, head.url, created=False)
@@ -191,12 +210,63 @@ class CiRun:
             required=True,
         )
 
+    def _say_working(self) -> Editable | None:
+        """The comment that will show the outcome: a reply in the review comment's thread, or a
+        comment on the issue or pull request (none on a dispatch)."""
+        trigger, working = self.trigger, render("ci_working", run_url=self.env.run_url)
+        if trigger.number is None:
+            return None
+        if trigger.comment is not None:
+            return self.github.reply(trigger.number, trigger.comment, working)
+        return self.github.comment(trigger.number, working)
+
+    def _is_round(self, plan: BranchPlan) -> bool:
+        """A review, or an /actsmith comment on a pull request actsmith opened: one more round on
+        its branch (a comment on anyone else's pull request is a task about it, as before)."""
+        if self.trigger.kind in ("review_comment", "review"):
+            return True
+        head = self.head
+        return (
+            self.trigger.kind == "pull_request"
+            and not plan.from_fork
+            and head is not None
+            and head.branch.startswith("actsmith/")
+        )
+
+    def _gather_round(
+        self, workspace: Workspace, origin: Origin, plan: BranchPlan, start: str
+    ) -> rounds.Round:
+        """What this round is asked, what the pull request is about, and the round before's
+        conversation when it can be found (else the diff so far)."""
+        trigger, head, github = self.trigger, self.head, self.github
+        assert head is not None and trigger.number is not None
+        if not head.open:  # its branch may be gone: a push would make it anew
+            raise UsageError(f"pull request #{head.number} is closed: reopen it to ask for another round")
+        every = github.review_comments(trigger.number) if trigger.kind != "pull_request" else []
+        of_review = github.review_comments(trigger.number, trigger.review_id) if trigger.review_id else []
+        asked = rounds.asked_in(trigger.comment, of_review, every)
+        if not asked and not trigger.request:
+            raise UsageError("the review asks nothing: write what to do after /actsmith, or in its comments")
+        issues = closed_issues(head.body, self.env.repository)
+        issue = github.issue(issues[0]) if issues else None
+        self.report.issue = issue.number if issue else None
+        found = rounds.Round(trigger.kind, trigger.actor, trigger.request, head, asked, issue)
+        found.base_sha = origin.fetch(f"refs/heads/{head.base}") if head.base else None
+        # A fork's commits could name any run: its rounds always start fresh.
+        rounds.recall(found, workspace.root, start, github, trusted=not plan.from_fork)
+        if found.note:
+            self.report.notes.append(found.note)
+        return found
+
     def _session(
         self, settings: Settings, workspace: Workspace, plan: BranchPlan, identity: dict[str, str] | None
     ) -> None:
         from agent_cli.session import Session
 
-        task = render("ci_task", trigger=self.trigger, repository=self.env.repository)
+        if self.round is not None:
+            task = self.round.message(self.env.repository)
+        else:
+            task = render("ci_task", trigger=self.trigger, repository=self.env.repository)
         # The task names the run id and its commit's message; the branch is the plan's.
         session = Session(
             settings,
@@ -213,11 +283,17 @@ class CiRun:
         self.events.subscribe(self.watcher)
         try:
             with session:
-                session.run(task)
+                if self.round is not None and self.round.saved is not None:
+                    rounds.resume_conversation(session, self.round.saved)
+                    session.continue_(task)
+                else:
+                    session.run(task)
         finally:
             self.events.unsubscribe(self.watcher)
             if session.run_id:  # its trajectory is there even when the session failed to start
+                self.session_id = session.run_id
                 self.run_dir = workspace.run_dir(session.run_id)
+                rounds.save_conversation(session, self.run_dir, session.redactor)
             self.report.ended, self.report.warnings = session.outcome, self.watcher.warnings
             workflows = ProtectedPaths((WORKFLOWS,))
             self.report.reverted = [path for path in self.watcher.undone if workflows.match(path)]
@@ -233,8 +309,10 @@ class CiRun:
             workspace.root,
             plan.local,
             ended.commit,
-            Defanger(self.env.repository, self.trigger.number),
+            Defanger(self.env.repository, self.report.keep),
             allow_workflows=self.options.allow_workflow_changes,
+            # Where the next round on this branch finds this one's conversation.
+            trailers=rounds.trailers(self.session_id, self.env.artifact),
         )
         self.report.reverted += [path for path in guarded.reverted if path not in self.report.reverted]
         if guarded.commit is None:
@@ -268,8 +346,7 @@ class CiRun:
 
     def _title(self) -> str:
         words = self.trigger.title or self.trigger.request.strip().splitlines()[0]
-        title = f"actsmith: {words}"
-        return title if len(title) <= 80 else title[:77].rstrip() + "..."
+        return clip(f"actsmith: {words}")
 
     def _failed(self, message: str, exit_code: int) -> None:
         self.report.error = self.redactor.text(message)

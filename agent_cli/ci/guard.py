@@ -5,7 +5,8 @@
   The commit is rewritten rather than followed by a revert: the change is then in no commit pushed
   (GitHub refuses a push with any commit that changes a workflow when the token lacks `workflows`).
 - The message: the model's summary is part of it, and GitHub closes the issues its closing keywords
-  name once the commit reaches the default branch; only the triggering issue's survive.
+  name once the commit reaches the default branch; only the triggering issue's survive. The run's
+  trailers go at its end (where the next round finds this one: rounds.py).
 """
 
 from __future__ import annotations
@@ -31,14 +32,24 @@ class Guarded:
 
 
 def guard_commit(
-    root: Path, branch: str, commit: str, defanger: Defanger, *, allow_workflows: bool
+    root: Path,
+    branch: str,
+    commit: str,
+    defanger: Defanger,
+    *,
+    allow_workflows: bool,
+    trailers: dict[str, str] | None = None,
 ) -> Guarded:
-    """`commit` (the tip of `branch`, one commit on its parent) as it may be delivered; `branch` is
-    moved to the rewritten commit, or back to the parent when only workflow files changed."""
+    """`commit` (the tip of `branch`, one commit on its parent) as it may be delivered, with
+    `trailers` added to its message; `branch` is moved to the rewritten commit, or back to the
+    parent when only workflow files changed."""
     parent = git(root, "rev-parse", f"{commit}^").decode().strip()
     reverted = [] if allow_workflows else workflow_changes(root, parent, commit)
     message = git(root, "log", "-1", "--format=%B", commit).decode("utf-8", "surrogateescape")
     safe_message = defanger.commit_message(message)
+    if trailers:
+        lines = "".join(f"{key}: {value}\n" for key, value in trailers.items())
+        safe_message = f"{safe_message.rstrip()}\n\n{lines}"
     if not reverted and safe_message == message:
         return Guarded(commit, [])
     tree = _tree_without(root, commit, parent, reverted)

@@ -70,7 +70,14 @@ class Report:
     patch_file: Path | None = None  # a fork's patch, in full, in the run's artifact folder
     reverted: list[str] = field(default_factory=list)  # workflow files whose changes were not pushed
     notes: list[str] = field(default_factory=list)  # what the workflow's settings left out, and why
+    issue: int | None = None  # the issue a review round's pull request resolves
     redactor: Redactor = field(default_factory=Redactor)
+
+    @property
+    def keep(self) -> int | None:
+        """The issue a closing keyword may still name: the one that started the run, or that the
+        pull request under review resolves."""
+        return self.issue if self.issue is not None else self.trigger.number
 
     @property
     def conclusion(self) -> str:
@@ -133,7 +140,7 @@ class Report:
     def show(self, text: str) -> str:
         """Text the model may have written (its summary, test names, file names), as Markdown that
         does nothing but read."""
-        defanger = Defanger(self.env.repository, self.trigger.number)
+        defanger = Defanger(self.env.repository, self.keep)
         return defanger.markdown(self.redactor.text(text))
 
     def _render(self, place: str, patch: str | None, cut: int | None) -> str:
@@ -150,6 +157,11 @@ class Report:
             stat_fence=fence_for(self.ended.diff_stat if self.ended else ""),
         )
         return self.redactor.text(text)
+
+
+def clip(title: str, room: int = 80) -> str:
+    """A pull request's title, at most `room` characters (GitHub shows no more in its lists)."""
+    return title if len(title) <= room else title[: room - 3].rstrip() + "..."
 
 
 def cut_lines(text: str, room: int) -> tuple[str, int]:

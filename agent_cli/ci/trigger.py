@@ -2,10 +2,13 @@
 
 A run spends the repository's model budget and pushes branches where CI runs with the repository's
 secrets, so only people who could push those branches themselves may start one: write access (admin,
-maintain or write), asked of GitHub for the person who commented or added the label (`author_association`
-says nothing about this repository: MEMBER is any member of the organisation, COLLABORATOR may be
-read-only), or an `--allow` entry. A dispatch needs write access to be made at all. A comment counts
-only when new (editing an old comment does not re-run it).
+maintain or write), asked of GitHub for the person who commented, reviewed or added the label
+(`author_association` says nothing about this repository: MEMBER is any member of the organisation,
+COLLABORATOR may be read-only), or an `--allow` entry. A dispatch needs write access to be made at
+all. A comment or a review counts only when new (editing an old one does not re-run it).
+
+On a pull request, a review comment (`pull_request_review_comment`) or a submitted review
+(`pull_request_review`) whose body starts with /actsmith asks for one more round on the branch.
 
 An `--allow` entry is `login:id` (both must match: a renamed or deleted account's login, taken by
 someone else, lets nobody in), a numeric user id alone, or a login alone (whoever holds that login).
@@ -26,16 +29,52 @@ LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\[bot\])?")
 
 
 @dataclass(frozen=True)
+class ReviewComment:
+    """A comment on a line of a pull request's diff, as GitHub sends it (an event's `comment`, or an
+    item of `GET .../pulls/{n}/comments`)."""
+
+    id: int
+    author: str
+    body: str
+    path: str
+    line: int | None  # None when the line is no longer in the diff
+    diff_hunk: str
+    in_reply_to: int | None  # the thread's first comment, for a reply
+    review_id: int | None
+
+    @property
+    def thread(self) -> int:
+        """The thread's top-level comment: the one replies go to (GitHub takes no reply to a reply)."""
+        return self.in_reply_to or self.id
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReviewComment:
+        line = data.get("line") or data.get("original_line")
+        return cls(
+            int(data["id"]),
+            _login(data.get("user") or {}),
+            _text(data.get("body")),
+            str(data.get("path") or ""),
+            line if isinstance(line, int) else None,
+            _text(data.get("diff_hunk")),
+            _int_or_none(data.get("in_reply_to_id")),
+            _int_or_none(data.get("pull_request_review_id")),
+        )
+
+
+@dataclass(frozen=True)
 class Trigger:
     """An event that starts a run."""
 
-    kind: str  # issue | pull_request | dispatch
+    kind: str  # issue | pull_request | review_comment | review | dispatch
     number: int | None  # the issue or pull request (None on dispatch)
     title: str
     body: str
     request: str  # the words after /actsmith, or the dispatch's task input
-    actor: str  # the login of whoever commented, added the label or dispatched
+    actor: str  # the login of whoever commented, reviewed, added the label or dispatched
     actor_id: int | None = None
+    review_id: int | None = None  # the review submitted (review)
+    comment: ReviewComment | None = None  # the review comment made (review_comment)
 
 
 @dataclass(frozen=True)
@@ -83,8 +122,13 @@ def read_trigger(event_name: str, payload: dict[str, Any], *, label: str) -> Tri
         return _labeled(payload, label, sender)
     if event_name == "issue_comment":
         return _commented(payload)
+    if event_name == "pull_request_review_comment":
+        return _review_commented(payload)
+    if event_name == "pull_request_review":
+        return _reviewed(payload)
     return Skipped(
-        f"the `{event_name}` event does not start actsmith (issues, issue_comment, workflow_dispatch do)"
+        f"the `{event_name}` event does not start actsmith (issues, issue_comment, "
+        "pull_request_review_comment, pull_request_review, workflow_dispatch do)"
     )
 
 
@@ -147,6 +191,49 @@ def _commented(payload: dict[str, Any]) -> Trigger | Skipped:
     )
 
 
+def _review_commented(payload: dict[str, Any]) -> Trigger | Skipped:
+    comment = payload.get("comment") or {}
+    match = COMMAND.match(_text(comment.get("body")))
+    if payload.get("action") != "created" or match is None:
+        return Skipped("the review comment does not start with /actsmith")
+    author = comment.get("user") or {}
+    pull = payload.get("pull_request") or {}
+    return Trigger(
+        "review_comment",
+        int(pull["number"]),
+        _text(pull.get("title")),
+        _text(pull.get("body")),
+        match.group(1).strip(),
+        _login(author),
+        _id(author),
+        comment=ReviewComment.from_json(comment),
+    )
+
+
+def _reviewed(payload: dict[str, Any]) -> Trigger | Skipped:
+    review = payload.get("review") or {}
+    match = COMMAND.match(_text(review.get("body")))
+    if payload.get("action") != "submitted" or match is None:
+        return Skipped("the review's body does not start with /actsmith")
+    author = review.get("user") or {}
+    pull = payload.get("pull_request") or {}
+    return Trigger(
+        "review",
+        int(pull["number"]),
+        _text(pull.get("title")),
+        _text(pull.get("body")),
+        match.group(1).strip(),
+        _login(author),
+        _id(author),
+        review_id=int(review["id"]),
+    )
+
+
+def starts_actsmith(body: str) -> bool:
+    """Whether a comment's or a review's body is an /actsmith command."""
+    return COMMAND.match(_text(body)) is not None
+
+
 def parse_allow(values: list[str]) -> frozenset[Allowed]:
     """`--allow` entries, repeated or comma/space separated: `login`, `login:id` or `id`."""
     return frozenset(_allowed(entry) for value in values for entry in re.split(r"[\s,]+", value) if entry)
@@ -171,6 +258,10 @@ def _login(user: dict[str, Any]) -> str:
 def _id(user: dict[str, Any]) -> int | None:
     value = user.get("id")
     return value if isinstance(value, int) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _text(value: Any) -> str:
