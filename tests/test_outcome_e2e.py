@@ -11,9 +11,9 @@ import re
 
 import pytest
 from batch_helpers import batch, results, write_spec
+from ci_helpers import APP, REPOSITORY, TEST_APP, TOKEN, Actions
 from conftest import clean_env, git, make_repo, run_cli, write_replay
 from github_stub import GitHubStub
-from test_ci_e2e import APP, REPOSITORY, TEST_APP, TOKEN, Actions
 
 from agent_cli.trajectory import read_trajectory
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
+from agent_cli.chat.shown import show
 from agent_cli.errors import ActsmithError
 
 if TYPE_CHECKING:
@@ -66,8 +67,6 @@ def undo_turn(chat: Chat, argument: str, console: Console) -> bool:
 
 
 def plan(chat: Chat, argument: str, console: Console) -> bool:
-    from agent_cli.chat.loop import show
-
     if not argument.strip():
         console.print("usage: /plan TEXT (the model plans in a read-only sandbox; /go carries the plan out)")
         return True
@@ -77,8 +76,6 @@ def plan(chat: Chat, argument: str, console: Console) -> bool:
 
 
 def go(chat: Chat, argument: str, console: Console) -> bool:
-    from agent_cli.chat.loop import show
-
     show(console, chat.carry_out(argument))
     return True
 

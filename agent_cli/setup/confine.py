@@ -45,7 +45,7 @@ def setup_network(client: docker.DockerClient) -> dict[str, Any]:
     """The setup network (made on first use), as Docker describes it."""
     from docker.errors import APIError, NotFound
 
-    from agent_cli.sandbox.docker_sandbox import LABEL
+    from agent_cli.sandbox.identity import LABEL
 
     with contextlib.suppress(NotFound):
         return client.api.inspect_network(SETUP_NETWORK)
@@ -118,7 +118,7 @@ def proxy_addresses(environment: dict[str, str]) -> set[str]:
 def network_gate(client: docker.DockerClient, image: str, blocked: Iterable[str]) -> Iterator[str]:
     """A running gate container on the setup network with `blocked` unreachable; yields its id,
     whose network namespace the setup container joins (`network_mode=container:<id>`)."""
-    from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL, owner_token
+    from agent_cli.sandbox.identity import LABEL, OWNER_LABEL, owner_token
 
     setup_network(client)
     api = client.api
