@@ -11,22 +11,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent_cli.actions import ParsedReply, parse_reply
 from agent_cli.after_edit import AfterEdit
-from agent_cli.cancel import Cancelled, CancelToken
+from agent_cli.cancel import CancelToken
 from agent_cli.context import DIGEST, Condenser, Conversation
-from agent_cli.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_LIMIT,
-    EXIT_OK,
-    EXIT_TESTS_FAIL,
-    ActsmithError,
-    LimitReached,
-    ModelError,
-    ModelStopped,
-)
+from agent_cli.errors import ActsmithError, LimitReached, ModelStopped
 from agent_cli.events import (
     ActionStarted,
     Edited,
@@ -39,6 +30,7 @@ from agent_cli.events import (
     TurnEnded,
 )
 from agent_cli.model import Model, ModelReply, Usage, summary_model_for
+from agent_cli.outcome import Status, TurnResult
 from agent_cli.sandbox import Finish, Observation, RunTests, Sandbox
 from agent_cli.stuck import StuckDetector
 from agent_cli.templates import helper_docs, render
@@ -103,21 +95,6 @@ class StepExtras:
     after_edit: str | None = None  # what the after-edit command said
 
 
-@dataclass
-class TurnResult:
-    """How a task (or a message of a conversation) ended."""
-
-    # finished | finished_untested | tests_failed | limit | stuck | model_stopped | no_action | model_error
-    # | interrupted | error
-    status: str
-    exit_code: int
-    message: str
-    summary: str | None = None
-    steps: list[Step] = field(default_factory=list)  # this turn's
-    usage: Usage = field(default_factory=Usage)  # the whole conversation's
-    wall_s: float = 0.0
-
-
 class Agent:
     def __init__(
         self,
@@ -132,6 +109,7 @@ class Agent:
         cancel: CancelToken | None = None,
         summary_model: Model | None = None,
         instructions: RepoInstructions | None = None,
+        plan: bool = False,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -141,6 +119,7 @@ class Agent:
         self.tests = tests  # runs the tests on run_tests() and gates finish(); see testing/gate.py
         self.repo_map = repo_map  # outlines files whose definitions an edit reshaped
         self.instructions = instructions  # the repository's AGENTS.md files
+        self.plan = plan  # plan mode: the repository is read-only, finish() hands over a plan
         self.cancel = cancel or CancelToken()
         self.conversation = Conversation()
         self.steps: list[Step] = []  # every step of the conversation
@@ -148,9 +127,11 @@ class Agent:
         self.turn = 0
         self.last_step_number = 0  # steps are numbered across turns; the user's edits take numbers too
         self.stuck = StuckDetector()
+        self.summary_model = summary_model  # the configured one; None: the coder's model, unless a replay
         self.condenser = self._condenser(summary_model_for(model, summary_model))
         self._turn_started = time.monotonic()
         self._turn_first_step = 0
+        self._turn_changed = False
         self._extras = StepExtras()  # what the step being taken adds to its observation
 
     @property
@@ -189,6 +170,20 @@ class Agent:
         self.conversation.add_task(render("followup", message=message))
         return self._turn(message)
 
+    def use_model(self, model: Model) -> None:
+        """Go on with another model; condensation follows it unless a summary model is set."""
+        self.model = model
+        self.condenser = self._condenser(summary_model_for(model, self.summary_model))
+
+    def resume(self, conversation: list[dict[str, Any]], last_step_number: int) -> None:
+        """Go on with a saved conversation (`to_data`), its step numbers continuing."""
+        self.conversation = Conversation.from_data(conversation)
+        self.last_step_number = last_step_number
+
+    def forget(self) -> None:
+        """Start the conversation again; the interpreter, the ledger and the step numbers go on."""
+        self.conversation = Conversation()
+
     def note(self, text: str) -> None:
         """Tell the model something before its next step (the user ran a command, edited files)."""
         if self.conversation.started:
@@ -203,27 +198,21 @@ class Agent:
             action_timeout=int(self.config.action_timeout),
             max_output_chars=self.config.max_output_chars,
             instructions=self.instructions.root if self.instructions else None,
+            plan=self.plan,
         )
 
     def _turn(self, text: str) -> TurnResult:
         self.turn += 1
         self._turn_started = time.monotonic()
         self._turn_first_step = len(self.steps)
+        self._turn_changed = False
         self.stuck.reset()
         self.events.emit(TaskGiven(text, self.model.name, self.config, self.turn))
         try:
             with self.cancel.watching():
                 result = self._loop()
-        except LimitReached as stop:
-            result = self._result("limit", EXIT_LIMIT, str(stop))
-        except ModelStopped as stop:
-            result = self._result("model_stopped", EXIT_LIMIT, str(stop))
-        except ModelError as error:
-            result = self._result("model_error", error.exit_code, str(error))
-        except Cancelled as stop:
-            result = self._result("interrupted", EXIT_INTERRUPTED, str(stop))
-        except ActsmithError as error:
-            result = self._result("error", error.exit_code, str(error))
+        except ActsmithError as stop:  # a limit, the model, a cancel, the machine: each its own status
+            result = self._result(Status.of_error(stop), str(stop))
         self.events.emit(
             TurnEnded(
                 result.status,
@@ -249,7 +238,7 @@ class Agent:
             replies_without_action = replies_without_action + 1 if last.code is None else 0
             if replies_without_action >= MAX_REPLIES_WITHOUT_ACTION:
                 message = f"the model sent {MAX_REPLIES_WITHOUT_ACTION} replies in a row without an action"
-                return self._result("no_action", EXIT_LIMIT, message)
+                return self._result(Status.NO_ACTION, message)
 
     def step(self) -> TurnResult | None:
         """One step: ask, act, record. A result when the step ended the turn."""
@@ -265,8 +254,9 @@ class Agent:
         edits = self.ledger.record_step(number) if self.ledger else None
         after_edit, edits = self._after_edit(number, edits)
         self._extras = StepExtras(self._instructions_due(parsed.code or "", edits), after_edit)
-        if edits is not None and edits.files:
-            self.events.emit(Edited(number, edits.files))
+        if edits is not None and (edits.files or edits.undone):
+            self._turn_changed = self._turn_changed or bool(edits.files)
+            self.events.emit(Edited(number, edits.files, edits.undone))
         if self.cancel.cancelled:
             text = self._observation_text(observation, timeout, edits, None, interrupted=True)
             self._record(number, reply, parsed, observation, text)
@@ -276,24 +266,24 @@ class Agent:
         stuck = self.stuck.observe(parsed.code or "", _result_text(observation, verdict), observation.error)
         if isinstance(control, Finish) and (verdict is None or verdict.passed):
             text = self._observation_text(observation, timeout, edits, None, accepted=True)
-            self._record(number, reply, parsed, observation, text, ends="finished")
-            untested = self.tests.untested_reason() if self.tests else None
+            self._record(number, reply, parsed, observation, text, ends=Status.FINISHED)
+            untested = self.tests.untested_reason() if self.tests and not self.plan else None
             if untested:
                 message = f"finished, but the tests did not check it: {untested}"
-                return self._result("finished_untested", EXIT_OK, message, control.summary)
-            return self._result("finished", EXIT_OK, "the model called finish()", control.summary)
+                return self._result(Status.FINISHED_UNTESTED, message, control.summary)
+            return self._result(Status.FINISHED, "the model called finish()", control.summary)
         if verdict is not None and verdict.final:
             summary = control.summary if isinstance(control, Finish) else None
-            self._record(number, reply, parsed, observation, verdict.report, ends="tests_failed")
-            return self._result("tests_failed", EXIT_TESTS_FAIL, verdict.message, summary)
+            self._record(number, reply, parsed, observation, verdict.report, ends=Status.TESTS_FAILED)
+            return self._result(Status.TESTS_FAILED, verdict.message, summary)
         report = verdict.report if verdict else None
         text = self._observation_text(observation, timeout, edits, report)
         if stuck is not None:
             self.events.emit(Stuck(number, stuck.pattern, stuck.stop))
             if stuck.stop:
-                self._record(number, reply, parsed, observation, text, ends="stuck")
+                self._record(number, reply, parsed, observation, text, ends=Status.STUCK)
                 message = f"stuck: {stuck.pattern}, and went on after it was told to change approach"
-                return self._result("stuck", EXIT_LIMIT, message)
+                return self._result(Status.STUCK, message)
             text = f"{text.rstrip()}\n\n{render('stuck', pattern=stuck.pattern)}"
         self._record(number, reply, parsed, observation, text)
         return None
@@ -365,7 +355,7 @@ class Agent:
         control = observation.control
         if control is None:
             return None
-        if self.tests is None:
+        if self.tests is None or self.plan:  # a plan changes nothing: there is nothing to gate
             return TestVerdict(unavailable_report()) if isinstance(control, RunTests) else None
         if isinstance(control, RunTests):
             verdict = self.tests.check(number, control, self._time_left())
@@ -427,22 +417,22 @@ class Agent:
         observation: Observation | None,
         text: str,
         *,
-        ends: str | None = None,
+        ends: Status | None = None,
     ) -> None:
         step = Step(number, reply.content, parsed.thought, parsed.code, observation, text, reply.usage)
         self.steps.append(step)
         self.conversation.add_step(number, reply.content, text)
         self.events.emit(Observed(number, parsed.code, observation, text, ends))
 
-    def _result(self, status: str, exit_code: int, message: str, summary: str | None = None) -> TurnResult:
+    def _result(self, status: Status, message: str, summary: str | None = None) -> TurnResult:
         return TurnResult(
             status=status,
-            exit_code=exit_code,
             message=message,
             summary=summary,
             steps=self.steps[self._turn_first_step :],
             usage=self.usage,
             wall_s=time.monotonic() - self._turn_started,
+            changed=self._turn_changed,
         )
 
 

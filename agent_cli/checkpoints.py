@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agent_cli.errors import UsageError
 from agent_cli.gitops import GITLINK, checked_out_submodules, git, has_ref, nul_joined
+from agent_cli.ignored import IgnoredUndo, IgnoredUndone
 from agent_cli.workspace import RUN_REF_PREFIX as REF_PREFIX
 from agent_cli.workspace import Workspace
 
@@ -286,10 +287,14 @@ def restore(root: Path, current_tree: str, target_tree: str, *, git_dir: Path | 
 
 @dataclass(frozen=True)
 class Undone:
-    run: RunRecord
-    step: int  # the step whose state the working tree now holds (0: before the run)
-    paths: list[str]
-    record: str  # the undo's own run id: undoing it brings the overwritten state back
+    """What an undo put back: a run's state (`actsmith undo`), or a conversation's last turn."""
+
+    paths: list[str]  # restored
+    kept: list[str] = field(default_factory=list)  # left alone: edited by the user after the turn
+    run: RunRecord | None = None  # the run undone (None: a turn of the session still running)
+    step: int = 0  # the step whose state the working tree now holds (0: before the run)
+    record: str | None = None  # the undo's own run id: undoing it brings the overwritten state back
+    ignored: IgnoredUndone = field(default_factory=IgnoredUndone)  # what it did to ignored files
 
 
 def undo(workspace: Workspace, run_id: str | None = None, step: int | None = None) -> Undone:
@@ -313,6 +318,7 @@ def undo(workspace: Workspace, run_id: str | None = None, step: int | None = Non
     undo_id = workspace.reserve_run_id("undo")
     record = RunCheckpoints.for_run(workspace, undo_id, f"undo {run.run_id}")
     before = record.record(0)
+    ignored = IgnoredUndo.begin(root, run.run_id, undo_id, whole=step == 0)  # removes what it created
     paths = restore(root, before.tree, run.trees[step])
     for submodule in record.submodules:
         prefix = submodule.root.relative_to(root).as_posix()
@@ -322,8 +328,21 @@ def undo(workspace: Workspace, run_id: str | None = None, step: int | None = Non
             now = submodule.history[0].tree
             restored = restore(sub, now, kept.trees[min(step, len(kept.trees) - 1)], git_dir=sub_git)
             paths += [f"{prefix}/{path}" for path in restored]
+    undone_ignored = ignored.finish()  # puts back what it changed or deleted
     record.close("finished")
-    return Undone(run, step, paths, record.run_id)
+    return Undone(paths, run=run, step=step, record=record.run_id, ignored=undone_ignored)
+
+
+def undo_changes(root: Path, now: str, before: str, after: str) -> Undone:
+    """Put back as they were in `before` the files that changed from `before` to `after`, when they
+    still hold what `after` gave them; a file edited since (`now` differs) is named and left alone."""
+    paths = changed_paths(root, before, after)
+    given, current = blobs(root, after, paths), blobs(root, now, paths)
+    kept = [path for path in paths if given.get(path) != current.get(path)]
+    undone = [path for path in paths if path not in kept]
+    if undone:
+        restore(root, now, tree_with(root, now, before, undone))
+    return Undone(undone, kept)
 
 
 def _changed_paths(

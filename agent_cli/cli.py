@@ -10,9 +10,10 @@ import functools
 import inspect
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec
+from typing import IO, TYPE_CHECKING, Annotated, Any, ParamSpec, cast
 
 import typer
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from agent_cli.cancel import CancelToken
     from agent_cli.events import EventStream
+    from agent_cli.trajectory import Redactor
     from agent_cli.workspace import Workspace
 
 app = typer.Typer(
@@ -145,10 +147,15 @@ def _progress(line: str) -> None:
     _console(stderr=True).print(line, style="dim", markup=False, highlight=False)
 
 
-def _console(stderr: bool = False) -> Console:
+def _console(stderr: bool = False, redactor: Redactor | None = None) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    if redactor is None:
+        return Console(stderr=stderr, highlight=False)
+    from agent_cli.trajectory import RedactedStream
+
+    stream = RedactedStream(sys.stderr if stderr else sys.stdout, redactor)
+    return Console(file=cast("IO[str]", stream), highlight=False)  # rich needs write, flush, isatty
 
 
 def _open_workspace(repo: Path | None) -> Workspace:
@@ -179,26 +186,31 @@ def interrupts_cancel(token: CancelToken) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _event_stream(json_output: bool, candidates: bool = False) -> tuple[EventStream, Callable[[], None]]:
-    """The consumers a terminal command shows its session through: the rich view (parallel rows for
-    candidates), or JSON lines."""
+def _event_stream(
+    json_output: bool, redacted: bool = False, candidates: bool = False
+) -> tuple[EventStream, Callable[[], None]]:
+    """The consumers a terminal command shows its session through: the rich view (`redacted`, as
+    the trajectory is: for a log others read; parallel rows for candidates), or JSON lines (always
+    redacted)."""
     from agent_cli.events import EventStream
-    from agent_cli.trajectory import stdout_json
+    from agent_cli.trajectory import Redactor, stdout_json
 
     events = EventStream()
     if json_output:
         sink = stdout_json()
         events.subscribe(sink)
         return events, sink.close
+    redactor = Redactor() if redacted else None
+    consoles = (_console(redactor=redactor), _console(stderr=True, redactor=redactor))
     view: Any
     if candidates:
         from agent_cli.candidates.render import CandidatesView
 
-        view = CandidatesView(_console(), _console(stderr=True))
+        view = CandidatesView(*consoles)
     else:
         from agent_cli.ui import TerminalView
 
-        view = TerminalView(_console(), _console(stderr=True))
+        view = TerminalView(*consoles)
     events.subscribe(view)
     return events, view.close
 
@@ -214,6 +226,12 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the session's events as JSON lines on stdout, nothing else.")
     ] = False,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan", help="Only plan: the repository is read-only and the plan is printed; nothing changes."
+        ),
+    ] = False,
     *,
     flags: dict[str, Any],
 ) -> None:
@@ -227,15 +245,29 @@ def run(
     if flags.get("trajectory") is not None:
         flags["trajectory"] = Path(os.path.abspath(flags["trajectory"]))
     settings = load_settings(workspace.root, flags)
-    events, close_view = _event_stream(json_output, candidates=wants_candidates(settings))
-    session = open_session(settings, workspace, label=task, events=events, task=task)
+    several = wants_candidates(settings) and not plan
+    events, close_view = _event_stream(json_output, candidates=several)
+    session = open_session(settings, workspace, label=task, events=events, task=task, plan=plan)
     try:
         with interrupts_cancel(session.cancel), session:
             session.run(task)
     finally:
         close_view()
-    assert session.outcome is not None
-    raise typer.Exit(session.outcome.exit_code)
+    outcome = session.outcome
+    assert outcome is not None
+    if plan and outcome.summary and not json_output:
+        _print_plan(outcome.summary)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_plan(plan: str) -> None:
+    """The plan as Markdown: rendered on a terminal, verbatim when piped (to a file or an issue)."""
+    if sys.stdout.isatty():
+        from rich.markdown import Markdown
+
+        _console().print(Markdown(plan))
+    else:
+        sys.stdout.write(plan.rstrip("\n") + "\n")
 
 
 @app.command()
@@ -259,6 +291,7 @@ def chat(
     from agent_cli.chat.loop import chat_loop
     from agent_cli.errors import UsageError
     from agent_cli.events import EventStream
+    from agent_cli.ignored import summary_line
     from agent_cli.session import Session
     from agent_cli.settings import load_settings
     from agent_cli.ui import TerminalView
@@ -292,6 +325,8 @@ def chat(
             f"{len(end.files_changed)} file(s) changed in this chat; `{end.undo}` takes them all back",
             style="dim",
         )
+    if end is not None and end.ignored_changed:
+        console.print(summary_line(end.ignored_changed), style="yellow", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -307,7 +342,8 @@ def ci(
     allow: Annotated[
         list[str] | None,
         typer.Option(
-            help="Logins (repeatable, or comma separated) whose /actsmith comments start a run too."
+            help="People who may start a run without write access (repeatable, or comma separated): "
+            "LOGIN:ID (both must match), a numeric user ID, or a LOGIN (whoever holds it)."
         ),
     ] = None,
     draft: Annotated[
@@ -316,24 +352,41 @@ def ci(
             "--draft/--ready", help="Open the pull request as a draft (always, unless the run succeeded)."
         ),
     ] = True,
+    allow_workflow_changes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-workflow-changes",
+            help="Push changes to .github/workflows too (by default they are taken out of the commit).",
+        ),
+    ] = False,
+    setup_on_forks: Annotated[
+        bool,
+        typer.Option(
+            "--setup-on-forks", help="Run environment setup for a pull request from a fork (off by default)."
+        ),
+    ] = False,
     *,
     flags: dict[str, Any],
 ) -> None:
-    """In a GitHub Actions job: turn the event (a labeled issue, an /actsmith comment, a dispatch) into a pushed branch, a pull request and one comment."""
+    """In a GitHub Actions job: turn the event (a labeled issue, an /actsmith comment, a dispatch) into a pushed branch, a pull request and one comment; a review asking /actsmith into one more commit on its pull request and a reply."""
     from agent_cli.cancel import CancelToken
     from agent_cli.ci import CiOptions, run_ci
+    from agent_cli.ci.actions_env import workflow_commands_stopped
     from agent_cli.ci.trigger import parse_allow
 
     if flags.get("trajectory") is not None:
         flags["trajectory"] = Path(os.path.abspath(flags["trajectory"]))
-    options = CiOptions(label, parse_allow(allow or []), draft, flags)
-    events, close_view = _event_stream(json_output=False)
+    options = CiOptions(label, parse_allow(allow or []), draft, flags, allow_workflow_changes, setup_on_forks)
     token = CancelToken()
-    try:
-        with interrupts_cancel(token):
-            result = run_ci(options, dict(os.environ), events, token)
-    finally:
-        close_view()
+    with workflow_commands_stopped(dict(os.environ)):  # all the run prints, the model's words included
+        # The job's log is public on a public repository: what the run prints goes through the
+        # redactor (the job's GITHUB_TOKEN included), as the trajectory does.
+        events, close_view = _event_stream(json_output=False, redacted=True)
+        try:
+            with interrupts_cancel(token):
+                result = run_ci(options, dict(os.environ), events, token)
+        finally:
+            close_view()
     if result.problem:
         _print_error(result.problem)
     else:
@@ -352,14 +405,19 @@ def undo(
 ) -> None:
     """Restore the working tree to how it was before the last run (or after one of its steps)."""
     from agent_cli.checkpoints import undo as undo_run
+    from agent_cli.ignored import ignored_undo_lines
 
     workspace = _open_workspace(repo)
     undone = undo_run(workspace, run_id, step)
+    assert undone.run is not None
     where = "before it began" if undone.step == 0 else f"after step {undone.step}"
-    _console().print(
+    console = _console()
+    console.print(
         f"restored {len(undone.paths)} file(s) to run {undone.run.run_id} {where}; "
         f"`actsmith undo` again brings back what was there"
     )
+    for line in ignored_undo_lines(undone.ignored):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @candidates_app.command("show")
@@ -483,7 +541,7 @@ def sandbox_build(
     rebuild: Annotated[bool, typer.Option(help="Build even if an image for this recipe exists.")] = False,
 ) -> None:
     """Build the sandbox image (pull or build its base offline from Debian packages when needed)."""
-    from agent_cli.sandbox.docker_sandbox import docker_client
+    from agent_cli.sandbox.identity import docker_client
     from agent_cli.sandbox.image import ensure_image
     from agent_cli.settings import load_settings
 
@@ -494,7 +552,7 @@ def sandbox_build(
 
 @sandbox_app.command("setup")
 @reports_errors
-@with_settings(only=("setup", "setup_timeout", "setup_credentials", "image"))
+@with_settings(only=("setup", "setup_timeout", "setup_idle_timeout", "setup_credentials", "image"))
 def sandbox_setup(
     repo: Annotated[Path | None, typer.Option(help="Repository (default: the current one).")] = None,
     rebuild: Annotated[
@@ -506,7 +564,8 @@ def sandbox_setup(
     """Prepare the repository's environment image now (setup, detected or configured), with its log."""
     from agent_cli.checkpoints import working_tree
     from agent_cli.sandbox import SandboxRequest
-    from agent_cli.sandbox.docker_sandbox import docker_client, image_for
+    from agent_cli.sandbox.docker_sandbox import image_for
+    from agent_cli.sandbox.identity import docker_client
     from agent_cli.settings import load_settings
     from agent_cli.setup import prepare_environment
     from agent_cli.testing.execute import snapshot_tar
@@ -519,10 +578,10 @@ def sandbox_setup(
         image = image_for(client, settings, events.notice)
         tree = working_tree(workspace)
         request = SandboxRequest(workspace.root, workspace.root, lambda: snapshot_tar(workspace.root, tree))
-        environment, _ = prepare_environment(client, image, settings, request, events, rebuild=rebuild)
+        prepared = prepare_environment(client, image, settings, request, events, rebuild=rebuild)
     finally:
         close_view()
-    _console().print(environment)
+    _console().print(prepared.image)
 
 
 @sandbox_app.command("prune")
@@ -531,7 +590,7 @@ def sandbox_prune(
     everything: Annotated[bool, typer.Option("--all", help="Remove every environment image.")] = False,
 ) -> None:
     """Remove environment images no longer current (superseded, or their repository is gone)."""
-    from agent_cli.sandbox.docker_sandbox import docker_client
+    from agent_cli.sandbox.identity import docker_client
     from agent_cli.setup import prune_environments
 
     removed = prune_environments(docker_client(), everything=everything)
@@ -546,7 +605,7 @@ def sandbox_clean(
     ] = False,
 ) -> None:
     """Remove sandbox containers left behind by runs that were killed."""
-    from agent_cli.sandbox.docker_sandbox import docker_client, sweep_leftovers
+    from agent_cli.sandbox.identity import docker_client, sweep_leftovers
 
     removed = sweep_leftovers(docker_client(), everything=everything)
     _console().print(f"removed {len(removed)} container(s)" + (f": {', '.join(removed)}" if removed else ""))
@@ -620,11 +679,66 @@ def _batch_stream(json_output: bool) -> tuple[EventStream, Callable[[], None]]:
 @reports_errors
 def batch_status(
     folder: Annotated[Path, typer.Argument(help="The batch folder (--out of the run).")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the table as one JSON object, nothing else.")
+    ] = False,
 ) -> None:
-    """Print the table of a running or finished batch."""
-    from agent_cli.batch.progress import status_table
+    """Print the table of a running or finished batch, with each published task's pull request as
+    GitHub has it now (state, checks, review decision)."""
+    import json
 
-    _batch_console().print(status_table(_batch_summary(folder)))
+    from agent_cli.batch.progress import status_table
+    from agent_cli.batch.publish import GitHubAccess, refresh, status_record
+    from agent_cli.batch.report import write_reports
+
+    summary = _batch_summary(folder)
+    if summary.published:
+        refresh(folder, GitHubAccess.from_environ(dict(os.environ)), _lines(stderr=True))
+        summary = _batch_summary(folder)
+        write_reports(folder)  # the report shows what was just asked
+    if json_output:
+        records = [status_record(row) for row in summary.rows]
+        print(json.dumps({"batch": summary.name, "out": str(summary.out), "tasks": records}))
+        return
+    _batch_console().print(status_table(summary))
+
+
+@batch_app.command("publish")
+@reports_errors
+def batch_publish(
+    folder: Annotated[Path, typer.Argument(help="The batch folder (--out of the run).")],
+    only: Annotated[
+        list[str] | None, typer.Option(help="Publish only this task (repeatable, or comma separated).")
+    ] = None,
+    ready: Annotated[
+        bool, typer.Option("--ready", help="Open pull requests ready for review (default: drafts).")
+    ] = False,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Also publish the tasks with this status: untested (succeeded always are)."),
+    ] = None,
+) -> None:
+    """Push the branch of each task that succeeded to its repository's origin and open a draft pull
+    request for it (or update the one that exists); exit 0 when all were, 1 when a push or a GitHub
+    call failed, 2 for a bad folder or no GITHUB_TOKEN."""
+    from agent_cli.batch.publish import INCLUDABLE, GitHubAccess, PublishOptions, publish
+    from agent_cli.errors import UsageError
+
+    included = tuple(status for value in include or [] for status in _words(value))
+    if any(status not in INCLUDABLE for status in included):
+        raise UsageError(f"--include {', '.join(included)}: only {', '.join(INCLUDABLE)} can be added")
+    options = PublishOptions(tuple(task for value in only or [] for task in _words(value)), ready, included)
+    access = GitHubAccess.from_environ(dict(os.environ))
+    raise typer.Exit(publish(Path(os.path.abspath(folder)), options, access, _lines()))
+
+
+def _lines(stderr: bool = False) -> Callable[[str], None]:
+    """Print whole lines (one per task), never folded to the terminal's width."""
+    return functools.partial(_console(stderr).print, markup=False, highlight=False, soft_wrap=True)
+
+
+def _words(value: str) -> list[str]:
+    return [word for word in value.replace(",", " ").split() if word]
 
 
 @batch_app.command("report")

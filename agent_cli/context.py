@@ -10,7 +10,11 @@ linearly with steps until the budget, then stays under it.
 
 Tokens are estimated at four characters each (what common tokenizers give on English and code,
 without loading one); condensation starts at 85% of the budget, leaving room for that estimate to be
-off, and brings the prompt back under 60% so it does not run again at every step.
+off, and brings the prompt back under 50%, in one chunk, so it runs rarely. That matters for the
+provider's prompt cache: every step's prompt repeats the one before it and adds to its end (the state
+block rides on the last message only), so all of it but the end is read from the cache; a
+condensation changes the prompt from the summary on, which is then written to the cache again (the
+system prompt stays cached). The lower the mark, the rarer that rewrite (bench/caching.py).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from agent_cli.templates import render
 CHARS_PER_TOKEN = 4
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators, per message
 START_AT = 0.85
-CONDENSE_TO = 0.60
+CONDENSE_TO = 0.50  # low: each condensation costs the cache its prefix after the summary
 KEEP_LATEST_STEPS = 2
 CONDENSER_INPUT_SHARE = 0.7  # of the budget, for the condensation prompt itself
 OBSERVATION_CHARS_FOR_SUMMARY = 1_500

@@ -18,6 +18,8 @@ from agent_cli.settings import Settings, load_settings
 if TYPE_CHECKING:
     import docker
 
+    from agent_cli.setup import SetupPlan
+
 DOCKER_TIMEOUT_S = 10
 
 
@@ -104,24 +106,41 @@ def check_image(client: docker.DockerClient, settings: Settings) -> Check:
 
 
 def check_setup(client: docker.DockerClient, settings: Settings, repo: Path) -> Check:
+    """The setup plan: its commands, why each file was chosen or left out, and whether its
+    environment image is ready."""
     from docker.errors import ImageNotFound
 
     from agent_cli.sandbox.image import image_tag
-    from agent_cli.setup import plan_setup
-    from agent_cli.setup.environment import environment_tag
+    from agent_cli.setup import plan_for
+    from agent_cli.setup.environment import environment_key, reusable
 
-    plan = plan_setup(settings.setup, repo)
+    plan = plan_for(settings, repo)
+    why = _choices_text(plan)
     if plan.empty:
-        return Check("setup", True, f"none ({plan.reason})")
-    what = f"{' && '.join(plan.commands)} ({plan.reason})"
+        return Check("setup", True, f"none ({plan.reason}){why}")
+    what = f"{' && '.join(plan.commands)} ({plan.reason}){why}"
     try:
-        tag = environment_tag(client, settings.image or image_tag(settings.base_image), plan, repo)
-        client.images.get(tag)
+        key = environment_key(
+            client, settings.image or image_tag(settings.base_image), plan, root=repo, repo=repo
+        )
     except ImageNotFound:
+        key = None  # no sandbox image yet: no environment either
+    if key is None or not reusable(client, key):
         return Check(
             "setup", True, f"{what}; the first run builds its environment (or: actsmith sandbox setup)"
         )
-    return Check("setup", True, f"{what}; environment {tag} is ready")
+    return Check("setup", True, f"{what}; environment {key.tag} is ready")
+
+
+def _choices_text(plan: SetupPlan) -> str:
+    taken = [choice.text() for choice in plan.choices if choice.taken]
+    left = [choice.text() for choice in plan.choices if not choice.taken]
+    text = f"; chosen: {', '.join(taken)}" if taken else ""
+    text += f"; left out: {', '.join(left)}" if left else ""
+    if plan.fallbacks:
+        text += "; if it fails: " + " / ".join(f.reason.rpartition("; fallback: ")[2] for f in plan.fallbacks)
+        text += " / the plain sandbox"
+    return text
 
 
 def check_instructions(repo: Path) -> Check:
@@ -138,7 +157,7 @@ def check_instructions(repo: Path) -> Check:
 
 
 def check_leftovers(client: docker.DockerClient) -> Check:
-    from agent_cli.sandbox.docker_sandbox import sandbox_containers
+    from agent_cli.sandbox.identity import sandbox_containers
 
     containers = sandbox_containers(client)
     orphans = [c.name for c in containers if c.orphaned]

@@ -11,7 +11,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from agent_cli.agent import AgentConfig
+    from agent_cli.ignored import IgnoredChange
+    from agent_cli.ledger import FileChange
+    from agent_cli.model import Usage
+    from agent_cli.outcome import Category, Status, TestOutcome
+    from agent_cli.sandbox import Observation
+    from agent_cli.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,7 @@ class Started(Event):
     workdir: str
     branch: str | None
     checkpoint: str
-    settings: Any
+    settings: Settings
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,13 @@ class SetupDone(Event):
     reused: bool
     seconds: float
     log: str | None = None
+    detected: bool = False  # False: configured, or none
+    # Each file (extra, group) detection looked at: {"name", "taken", "why"}.
+    choices: list[dict[str, object]] = field(default_factory=list)
+    fallback: str | None = None  # what the narrower plan that was used leaves out
+    # The plans that failed before it: {"command", "detail", "log", "remembered"}; with no image
+    # ready at all the run is in the plain sandbox and its tests do not gate it.
+    failed: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,7 @@ class TaskGiven(Event):
     name: ClassVar[str] = "task"
     task: str
     model: str
-    config: Any
+    config: AgentConfig
     turn: int = 1
 
 
@@ -112,7 +128,7 @@ class ModelCalled(Event):
     step: int
     messages: list[dict[str, str]]
     reply: str
-    usage: Any
+    usage: Usage
     latency_s: float
     role: str = "coder"
 
@@ -168,16 +184,17 @@ class Observed(Event):
     name: ClassVar[str] = "observation"
     step: int
     code: str | None
-    observation: Any
+    observation: Observation | None
     text: str
-    ends: str | None = None  # the turn ended here: "finished" (finish() accepted) or "tests_failed"
+    ends: Status | None = None  # the turn ended here: finished (finish() accepted), tests_failed, stuck
 
 
 @dataclass(frozen=True)
 class Edited(Event):
     name: ClassVar[str] = "edits"
     step: int
-    files: Any
+    files: tuple[FileChange, ...]
+    undone: tuple[str, ...] = ()  # protected paths the step changed, put back by the harness
 
 
 @dataclass(frozen=True)
@@ -211,11 +228,11 @@ class TurnEnded(Event):
     """The agent stopped working on the task (or message): why, and what it said."""
 
     name: ClassVar[str] = "result"
-    status: str
+    status: Status
     exit_code: int
     message: str
     summary: str | None
-    usage: Any
+    usage: Usage
     steps: int = 0
     turn: int = 1
 
@@ -235,29 +252,34 @@ class Interrupted(Event):
 
 @dataclass(frozen=True)
 class Ended(Event):
-    """The session is over: its outcome, what changed and how to take it back."""
+    """The session is over: its outcome (status, category, exit code, the last measured tests), what
+    changed and how to take it back. Front ends get it as `Session.outcome`."""
 
     name: ClassVar[str] = "end"
     run_id: str
-    status: str
+    status: Status
+    category: Category
     exit_code: int
     message: str
     summary: str | None
     steps: int
-    usage: Any
+    usage: Usage | None
     wall_s: float
     files_changed: list[str]
     diff_stat: str
-    tests: Any
+    tests: TestOutcome | None
     trajectory: str | None
     undo: str | None
     branch: str | None = None
     commit: str | None = None
     not_committed: str | None = None
+    ignored_changed: list[IgnoredChange] = field(default_factory=list)  # files .gitignore hides
     candidates: list[Any] | None = None  # --candidates: every attempt, how it did, and which one won
 
 
 # ---------------------------------------------------------------------------------------- the stream
+
+E = TypeVar("E", bound=Event)
 
 
 class EventSink(Protocol):
@@ -321,5 +343,5 @@ class Collector:
     def emit(self, event: Event) -> None:
         self.events.append(event)
 
-    def of(self, kind: type[Event]) -> list[Any]:
+    def of(self, kind: type[E]) -> list[E]:
         return [event for event in self.events if isinstance(event, kind)]

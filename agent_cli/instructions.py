@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_cli import safe_paths
 from agent_cli.gitops import GitError, git
 
 ROOT_NAMES = ("AGENTS.md", "AGENT.md", "CLAUDE.md", ".github/copilot-instructions.md")
@@ -74,25 +75,11 @@ def _nested_paths(repo: Path) -> list[str]:
 
 
 def _read(repo: Path, relative: str) -> InstructionFile | None:
-    """The file's text, or None when it is absent, not a regular file inside the repository, or a
-    symlink anywhere on its way (it could point at a file of the host's)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW
+    """The file's text, or None when it is absent, not a regular file, or behind a symlink anywhere
+    on its way (it could point at a file of the host's)."""
     try:
-        folder = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+        data = safe_paths.read_bytes(repo, relative, MAX_CHARS * 4 + 1)
     except OSError:
         return None
-    try:
-        *parents, name = relative.split("/")
-        for part in parents:
-            inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=folder)
-            os.close(folder)
-            folder = inner
-        fd = os.open(name, flags, dir_fd=folder)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_CHARS * 4 + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(folder)
     text = data.decode("utf-8", "replace")
     return InstructionFile(relative, text[:MAX_CHARS], max(0, len(text) - MAX_CHARS))

@@ -14,6 +14,7 @@ from pathlib import Path
 from agent_cli.checkpoints import Checkpoint, RunCheckpoints, restore, tree_with
 from agent_cli.gitops import git
 from agent_cli.protect import ProtectedPaths
+from agent_cli.safe_paths import read_bytes
 from agent_cli.syntax import Definition, FileTags, SyntaxProblem, analyse, language_for
 
 MAX_ANALYSED_BYTES = 1_000_000  # bigger files are counted, not parsed
@@ -37,12 +38,19 @@ class StepEdits:
     files: tuple[FileChange, ...]
     by_user: bool = False  # edits made outside the agent (between turns of a conversation)
     refused: tuple[str, ...] = ()  # what the harness would not do for this step, one line each
+    undone: tuple[str, ...] = ()  # protected paths whose change the harness put back
 
     def merged(self, later: StepEdits) -> StepEdits:
         """This step's edits followed by more of the same step (what the after-edit command wrote)."""
         files = {change.path: change for change in self.files}
         files.update({change.path: change for change in later.files})
-        return StepEdits(self.step, tuple(files.values()), self.by_user, self.refused + later.refused)
+        return StepEdits(
+            self.step,
+            tuple(files.values()),
+            self.by_user,
+            self.refused + later.refused,
+            self.undone + later.undone,
+        )
 
     @property
     def warnings(self) -> list[str]:
@@ -148,7 +156,7 @@ class Ledger:
         entries = self._diff(previous.tree)  # the freshly staged index against the last checkpoint
         undone = self._undo_protected(previous.tree, entries)
         if undone:
-            refused += undone
+            refused += tuple(undone.values())
             entries = self._diff(previous.tree)
         files: tuple[FileChange, ...] = ()
         if not entries:
@@ -165,7 +173,7 @@ class Ledger:
             differed = set(self.net)
             self._apply_net(*net.result())
             files = tuple(self._mark_revert(change, differed) for change in files)
-        edits = StepEdits(step, files, by_user, refused)
+        edits = StepEdits(step, files, by_user, refused, tuple(undone))
         self.steps.append(edits)
         for change in files:
             self.problems.pop(change.old_path or change.path, None)
@@ -173,9 +181,10 @@ class Ledger:
                 self.problems[change.path] = change.problem
         return edits
 
-    def _undo_protected(self, previous_tree: str, entries: list[DiffEntry]) -> tuple[str, ...]:
+    def _undo_protected(self, previous_tree: str, entries: list[DiffEntry]) -> dict[str, str]:
         """Put every protected path the step changed back as the last checkpoint has it (a created
-        file goes), and stage again, so the step's checkpoint never holds the change."""
+        file goes), and stage again, so the step's checkpoint never holds the change. Returns what
+        to tell the model, by path."""
         hits = {
             path: glob
             for entry in entries
@@ -183,15 +192,15 @@ class Ledger:
             if path is not None and (glob := self.protected.match(path)) is not None
         }
         if not hits:
-            return ()
+            return {}
         root = self.checkpoints.root
         staged = self.checkpoints.write_tree()
         restore(root, staged, tree_with(root, staged, previous_tree, sorted(hits)))
         self.checkpoints.stage()
-        return tuple(
-            f"{path} is protected (`{glob}`): the harness undid your change to it; leave it as it is"
+        return {
+            path: f"{path} is protected (`{glob}`): the harness undid your change to it; leave it as it is"
             for path, glob in sorted(hits.items())
-        )
+        }
 
     def _refusals(self, planted: list[str]) -> tuple[str, ...]:
         """Each git repository made inside the working tree is said once, when first seen."""
@@ -284,8 +293,8 @@ class Ledger:
             cached = self._parsed.get(entry.new_blob or "")
             # A blob parsed only as an old version (no syntax check) is read again for the check.
             if entry.new_blob and not (cached and cached.checked) and entry.new_mode in REGULAR_MODES:
-                try:
-                    data = (self.checkpoints.root / entry.path).read_bytes()
+                try:  # the sandbox may have swapped the file for a link since: never followed
+                    data = read_bytes(self.checkpoints.root, entry.path, MAX_ANALYSED_BYTES + 1)
                 except OSError:
                     continue
                 if len(data) <= MAX_ANALYSED_BYTES:

@@ -46,26 +46,45 @@ ANY_ONE_KEY_PROVIDERS = frozenset({"gemini"})
 # The OpenAI SDK refuses to send a request without some key; OpenAI-compatible local servers ignore it.
 PLACEHOLDER_API_KEY = "sk-no-key-needed"
 MAX_ERROR_CHARS = 300
+# Prompt caching. OpenAI-style providers cache a repeated prefix on their own; Anthropic's models (on
+# its API, Bedrock or Vertex) cache only up to the blocks a request marks, at most 4 marks a request.
+CACHE_MARKED_PROVIDERS = frozenset({"anthropic"})
+CLAUDE_HOST_PROVIDERS = frozenset({"bedrock", "vertex_ai", "vertex_ai_beta"})
+MAX_CACHE_BREAKPOINTS = 4
+EPHEMERAL = {"type": "ephemeral"}
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
 
 @dataclass
 class Usage:
-    """Tokens and cost of one or more model calls. ``cost=None`` means unknown (model has no price)."""
+    """Tokens and cost of one or more model calls. ``cost=None`` means unknown (model has no price).
+
+    ``prompt_tokens`` counts every input token, those the provider read from its prompt cache
+    (``cache_read_tokens``, billed at a tenth of the input price on Anthropic) and wrote to it
+    (``cache_write_tokens``, billed a quarter above it) included, as litellm reports them."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = 0.0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def cached_share(self) -> float:
+        """The share of input tokens read from the provider's cache."""
+        return self.cache_read_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
     def add(self, other: Usage) -> None:
         """Accumulate ``other``; once any part of the cost is unknown, the total stays unknown."""
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
         self.cost = None if self.cost is None or other.cost is None else self.cost + other.cost
 
 
@@ -258,6 +277,7 @@ class LiteLLMModel:
         extra: dict | None = None,
         on_retry: RetryHook | None = None,
         gate: ModelGate | None = None,
+        prompt_caching: bool = False,
     ) -> None:
         self.name = name
         self.api_base = api_base
@@ -269,6 +289,8 @@ class LiteLLMModel:
         self.extra: dict[str, Any] = dict(extra or {})
         self.on_retry = on_retry
         self.gate = gate
+        self.prompt_caching = prompt_caching  # mark cache breakpoints where the provider needs them
+        self._marks_cache: bool | None = None  # asked of litellm at the first request (its import is slow)
 
     def complete(self, messages: list[dict[str, str]], *, timeout: float | None = None) -> ModelReply:
         """One reply, retrying transient failures (429, 5xx, timeouts, connection errors, bad bodies),
@@ -304,7 +326,7 @@ class LiteLLMModel:
                     self.on_retry(Retry(self.name, attempt + 1, self._describe(exc), round(delay, 2)))
                 time.sleep(delay)
                 continue
-            usage = Usage(*_tokens_of(response), cost=_cost_of(litellm, response))
+            usage = _usage_of(litellm, response)
             if self.gate is not None:
                 self.gate.settle(self.name, usage.cost)
             return ModelReply(content, usage, self.name, time.monotonic() - started)
@@ -323,7 +345,7 @@ class LiteLLMModel:
         request: dict[str, Any] = {
             **self.extra,
             "model": self.name,
-            "messages": messages,
+            "messages": with_cache_breakpoints(messages) if self._marks_breakpoints() else messages,
             "timeout": timeout,
             "num_retries": 0,
             "max_retries": 0,
@@ -336,6 +358,11 @@ class LiteLLMModel:
         if self.temperature is not None:
             request["temperature"] = self.temperature
         return request
+
+    def _marks_breakpoints(self) -> bool:
+        if self._marks_cache is None:
+            self._marks_cache = self.prompt_caching and needs_cache_breakpoints(self.name, self.api_base)
+        return self._marks_cache
 
     def _placeholder_key(self) -> str | None:
         """A dummy key for ``openai/...`` models on a custom api_base when no OpenAI key is set.
@@ -400,6 +427,44 @@ def _provider_of(spec: str, api_base: str | None) -> str:
     return str(provider)
 
 
+def needs_cache_breakpoints(spec: str, api_base: str | None = None) -> bool:
+    """Whether the provider caches a prompt only up to the blocks marked with ``cache_control``:
+    Anthropic's API, and Claude on Bedrock or Vertex AI (litellm turns the marks into theirs)."""
+    try:
+        provider = _provider_of(spec, api_base)
+    except ModelError:
+        return False
+    if provider in CACHE_MARKED_PROVIDERS:
+        return True
+    return provider in CLAUDE_HOST_PROVIDERS and "claude" in spec.lower()
+
+
+def with_cache_breakpoints(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """The messages with ``cache_control`` breakpoints, in the content-block form litellm passes on.
+
+    Marked: the system prompt, and the latest stable message (the one before the last: the last
+    message carries the state block, which changes at every step) together with the one before it
+    (the previous request's mark), so each request reads its prefix up to the previous mark from the
+    cache without relying on the provider's lookback, and writes what was added since.
+    """
+    marked = _breakpoints(messages)
+    return [
+        _with_mark(message) if index in marked else dict(message) for index, message in enumerate(messages)
+    ]
+
+
+def _breakpoints(messages: list[dict[str, str]]) -> set[int]:
+    system = [index for index, message in enumerate(messages) if message["role"] == "system"][:1]
+    stable = [index for index in range(len(messages) - 1) if messages[index]["role"] != "system"]
+    latest = stable[-1:]
+    previous = [index - 2 for index in latest if index - 2 in stable]
+    return set([*system, *latest, *previous][:MAX_CACHE_BREAKPOINTS])
+
+
+def _with_mark(message: dict[str, str]) -> dict[str, Any]:
+    return {**message, "content": [{"type": "text", "text": message["content"], "cache_control": EPHEMERAL}]}
+
+
 def _content_of(response: Any) -> str:
     """The reply text, or `_BadReply` when the body has none (empty, None, or not a chat completion)."""
     try:
@@ -411,11 +476,28 @@ def _content_of(response: Any) -> str:
     return content
 
 
+def _usage_of(litellm: ModuleType, response: Any) -> Usage:
+    return Usage(*_tokens_of(response), cost=_cost_of(litellm, response), **_cache_tokens_of(response))
+
+
 def _tokens_of(response: Any) -> tuple[int, int]:
     usage = getattr(response, "usage", None)
     prompt = getattr(usage, "prompt_tokens", None) or 0
     completion = getattr(usage, "completion_tokens", None) or 0
     return int(prompt), int(completion)
+
+
+def _cache_tokens_of(response: Any) -> dict[str, int]:
+    """Input tokens read from and written to the provider's prompt cache. litellm reports reads as
+    ``prompt_tokens_details.cached_tokens`` for every provider (Anthropic's ``cache_read_input_tokens``
+    too) and writes as ``cache_creation_input_tokens`` (Anthropic's own name)."""
+    usage = getattr(response, "usage", None)
+    details = getattr(usage, "prompt_tokens_details", None)
+    read = getattr(details, "cached_tokens", None) or getattr(usage, "cache_read_input_tokens", None)
+    written = getattr(usage, "cache_creation_input_tokens", None) or getattr(
+        details, "cache_creation_tokens", None
+    )
+    return {"cache_read_tokens": int(read or 0), "cache_write_tokens": int(written or 0)}
 
 
 def _cost_of(litellm: ModuleType, response: Any) -> float | None:
@@ -506,5 +588,7 @@ __all__ = [
     "Usage",
     "check_credentials",
     "make_model",
+    "needs_cache_breakpoints",
     "summary_model_for",
+    "with_cache_breakpoints",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_cli.errors import UsageError
+from agent_cli.safe_paths import read_text
 
 REPO_CONFIG = ".actsmith.toml"
 MIN_MEMORY = 64 << 20  # the supervisor, the interpreter and a test run need some room
@@ -99,6 +100,11 @@ class Settings:
     summary_model: str | None = setting(
         None, "Model that condenses long test output and old steps (default: --model)."
     )
+    prompt_caching: bool = setting(
+        True,
+        "Mark the prompt's stable prefix for the provider's cache where it needs marks (Anthropic, Claude on "
+        "Bedrock and Vertex); others cache it on their own.",
+    )
     max_context_tokens: int | None = setting(
         None,
         "Token budget of every prompt; older steps are condensed past it (default: the model's window).",
@@ -124,6 +130,16 @@ class Settings:
     )
     setup_timeout: float = setting(
         1800.0, "Seconds the environment's setup may take.", low=10, high=7 * 86400
+    )
+    setup_idle_timeout: float = setting(
+        300.0,
+        "Seconds a setup command may print nothing before it is stopped (a hung download).",
+        low=10,
+        high=86400,
+    )
+    rebuild: bool = setting(
+        False,
+        "Build the environment again, even when an image for its inputs exists or its setup failed before.",
     )
     setup_credentials: bool = setting(
         False,
@@ -287,8 +303,13 @@ def user_config_path() -> Path:
     return Path(base) / "actsmith" / "config.toml"
 
 
-def _from_repo_toml(path: Path) -> dict[str, Any]:
-    values = _from_toml(path)
+def _from_repo_toml(repo: Path) -> dict[str, Any]:
+    path = repo / REPO_CONFIG
+    try:  # the sandbox could have made it a link to any file of the user's
+        text = read_text(repo, REPO_CONFIG, follow_inside=True) if path.is_file() else ""
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it: {error}") from None
+    values = _from_toml(path, text)
     refused = sorted(set(values) & set(NOT_FROM_REPO))
     if refused:
         raise UsageError(
@@ -298,11 +319,12 @@ def _from_repo_toml(path: Path) -> dict[str, Any]:
     return values
 
 
-def _from_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
+def _from_toml(path: Path, text: str | None = None) -> dict[str, Any]:
+    """Settings from a TOML file (or its `text`, already read)."""
+    if text is None:
+        text = path.read_text() if path.is_file() else ""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
     values = {}
@@ -339,7 +361,7 @@ def load_settings(
     merged: dict[str, Any] = {}
     merged.update(_from_toml(user_config_path()))
     if repo is not None:
-        merged.update(_from_repo_toml(repo / REPO_CONFIG))
+        merged.update(_from_repo_toml(repo))
     merged.update(_from_environment(dict(os.environ if environ is None else environ)))
     merged.update(_from_flags(flags or {}))
     return replace(Settings(), **merged)

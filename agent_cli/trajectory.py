@@ -10,9 +10,10 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from agent_cli.events import Event
+from agent_cli.safe_paths import open_path
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
 # Shapes of well-known credentials, caught even when they did not come from our environment.
@@ -26,15 +27,23 @@ MIN_SECRET_LENGTH = 8
 
 
 class Redactor:
-    """Replaces the values of secret-looking environment variables, secrets named to it, credential
-    shapes and credentials inside URLs, in any text."""
+    """Replaces the values of secret-looking environment variables, the credentials in the host's
+    proxy and package index settings, secrets named to it, credential shapes and credentials inside
+    URLs, in any text."""
 
     def __init__(self, environ: dict[str, str] | None = None):
+        from agent_cli.setup.network import host_network
+
         environ = dict(os.environ if environ is None else environ)
         self._secrets: list[tuple[str, str]] = []
         for name, value in environ.items():
             if _SECRET_NAME.search(name):
                 self.add(value, name)
+        # `user:password` from HTTPS_PROXY, PIP_INDEX_URL, pip.conf...: the password alone too, as a
+        # tool may print it apart from its URL.
+        for credentials in host_network(environ).secrets:
+            self.add(credentials, "network credentials")
+            self.add(credentials.partition(":")[2], "network credentials")
 
     def add(self, value: str | None, name: str) -> None:
         """Redact `value` wherever it appears (a token handed over in code rather than the environment)."""
@@ -59,11 +68,37 @@ class Redactor:
         return value
 
 
+class RedactedStream:
+    """A text stream that redacts what is written through it: a console's file, when its output
+    goes to a log other people read (a CI job's)."""
+
+    def __init__(self, stream: TextIO, redactor: Redactor):
+        self._stream = stream
+        self._redactor = redactor
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redactor.text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return self._stream.encoding
+
+
 class JsonLines:
     """Writes each event as one redacted JSON object per line."""
 
-    def __init__(self, stream: TextIO, redactor: Redactor | None = None):
-        self.stream: TextIO | None = stream
+    def __init__(self, stream: IO[str], redactor: Redactor | None = None):
+        self.stream: IO[str] | None = stream
         self.redactor = redactor or Redactor()
         self._lock = threading.Lock()
 
@@ -79,12 +114,12 @@ class JsonLines:
 
 
 class Trajectory(JsonLines):
-    """The session's record on disk (appended to, so a resumed conversation stays one file)."""
+    """The session's record on disk (appended to, so a resumed conversation stays one file). Inside
+    the repository `root`, where the sandbox writes too, it is opened without following any link."""
 
-    def __init__(self, path: Path, redactor: Redactor | None = None):
+    def __init__(self, path: Path, redactor: Redactor | None = None, root: Path | None = None):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8", errors="replace")
+        self._file = open_path(path, "a", root, errors="replace")
         super().__init__(self._file, redactor)
 
     def close(self) -> None:

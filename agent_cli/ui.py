@@ -18,15 +18,21 @@ from agent_cli.events import (
     ActionStarted,
     Ended,
     Event,
+    ModelCalled,
     ModelRetried,
     Notice,
     Observed,
     SetupProgress,
     StepStarted,
+    TaskGiven,
     TurnEnded,
 )
+from agent_cli.ignored import summary_line
+from agent_cli.model import Usage
+from agent_cli.outcome import Status as OutcomeStatus
 
 OBSERVATION_LINES = 25
+TEST_STYLES = {"passed": "green", "failed": "red"}
 
 
 def trim_lines(text: str, keep: int = OBSERVATION_LINES) -> str:
@@ -46,9 +52,15 @@ class TerminalView:
         self.errors = errors
         self.summary = summary  # render the `end` event (run does; chat prints its own turn lines)
         self._status: Status | None = None
+        self.usage = Usage()  # every model call of the session so far, for the meter in step headers
+        self.max_cost: float | None = None
 
     def emit(self, event: Event) -> None:
-        if isinstance(event, StepStarted):
+        if isinstance(event, ModelCalled):
+            self.usage.add(event.usage)
+        elif isinstance(event, TaskGiven):
+            self.max_cost = event.config.max_cost
+        elif isinstance(event, StepStarted):
             self._spin(f"step {event.step}: waiting for the model…")
         elif isinstance(event, ActionStarted):
             self._action(event)
@@ -80,7 +92,7 @@ class TerminalView:
 
     def _action(self, event: ActionStarted) -> None:
         self._stop_status()
-        self.console.rule(f"[bold]step {event.step}", align="left", style="cyan")
+        self._header(event.step, "cyan")
         if event.thought:
             self.console.print(Text(event.thought, style="italic"))
         self.console.print(
@@ -92,17 +104,24 @@ class TerminalView:
         self._stop_status()
         obs = event.observation
         if event.code is None:
-            self.console.rule(f"[bold]step {event.step}", align="left", style="yellow")
+            self._header(event.step, "yellow")
             self.console.print("[yellow]no action in this reply; asking the model for one[/]")
             return
         if obs is None:
             return
-        if event.ends == "finished" and not (obs.stdout or obs.stderr or obs.error):
+        if event.ends is OutcomeStatus.FINISHED and not (obs.stdout or obs.stderr or obs.error):
             return  # the summary says it
         failed = obs.error or obs.timed_out or obs.restarted or obs.interrupted
         style = "red" if failed else "green"
         body = Text(trim_lines(event.text), style="default")
         self.console.print(Panel(body, title=f"observation ({obs.duration_s:.2f}s)", border_style=style))
+
+    def _header(self, step: int, style: str) -> None:
+        """The step's rule, with the meter: tokens so far, the share read from cache, cost of max_cost."""
+        title = Text.assemble(
+            (f"step {step}", "bold"), (f" · {format_meter(self.usage, self.max_cost)}", "dim")
+        )
+        self.console.rule(title, align="left", style=style)
 
     def _spin(self, text: str) -> None:
         self._stop_status()
@@ -123,27 +142,46 @@ def format_cost(cost: float | None) -> str:
     return "unknown (model not in litellm's price map)" if cost is None else f"${cost:.4f}"
 
 
-def _usage_rows(usage: Any) -> list[tuple[str, str]]:
+def format_tokens(usage: Usage) -> str:
+    """Tokens in and out, then what the provider's prompt cache read and wrote, when it did either:
+    `6,002 tokens in, 120 out; cache: 3,769 read (63%), 1,630 written`."""
+    text = f"{usage.prompt_tokens:,} tokens in, {usage.completion_tokens:,} out"
+    cache = []
+    if usage.cache_read_tokens:
+        cache.append(f"{usage.cache_read_tokens:,} read ({usage.cached_share:.0%})")
+    if usage.cache_write_tokens:
+        cache.append(f"{usage.cache_write_tokens:,} written")
+    return f"{text}; cache: {', '.join(cache)}" if cache else text
+
+
+def format_meter(usage: Usage, max_cost: float | None) -> str:
+    """The live meter of a step header: `12,345 tokens in (82% cached), 456 out · $0.0123 of $2.00`."""
+    tokens = f"{usage.prompt_tokens:,} tokens in ({usage.cached_share:.0%} cached), {usage.completion_tokens:,} out"
+    if usage.cost is None:
+        return f"{tokens} · cost unknown"
+    limit = f" of ${max_cost:.2f}" if max_cost is not None else ""
+    return f"{tokens} · ${usage.cost:.4f}{limit}"
+
+
+def _usage_rows(usage: Usage | None) -> list[tuple[str, str]]:
     if usage is None:
         return []
-    return [
-        ("tokens", f"{usage.prompt_tokens:,} in, {usage.completion_tokens:,} out"),
-        ("cost", format_cost(usage.cost)),
-    ]
+    return [("tokens", format_tokens(usage)), ("cost", format_cost(usage.cost))]
 
 
 def render_summary(console: Console, end: Ended) -> None:
-    status_style = "green" if end.exit_code == 0 and end.status == "finished" else "yellow"
+    status_style = "green" if end.category.good else "yellow"
+    headline = end.category if end.category == end.status else f"{end.category} ({end.status})"
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("status", Text(f"{end.status}: {end.message}", style=status_style))
+    table.add_row("status", Text(f"{headline}: {end.message}", style=status_style))
     table.add_row("steps", str(end.steps))
     for name, value in _usage_rows(end.usage):
         table.add_row(name, value)
     table.add_row("wall time", f"{end.wall_s:.1f}s")
     if end.tests is not None:
-        style = {"passed": "green", "failed": "red"}.get(end.tests.state, "default")
+        style = TEST_STYLES.get(end.tests.state, "default")
         table.add_row("tests", Text(end.tests.text, style=style))
     if end.trajectory:
         table.add_row("trajectory", end.trajectory)
@@ -161,6 +199,8 @@ def render_summary(console: Console, end: Ended) -> None:
     changed = len(end.files_changed)
     files = f"{changed} file{'s' if changed != 1 else ''} changed" if changed else "no files changed"
     parts += [Text(""), Text(end.diff_stat or files, style="dim")]
+    if end.ignored_changed:
+        parts.append(Text(summary_line(end.ignored_changed), style="yellow"))
     console.print(Panel(Group(*parts), title="actsmith", border_style=status_style))
 
 

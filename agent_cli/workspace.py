@@ -17,11 +17,15 @@ from typing import TYPE_CHECKING
 
 from agent_cli.errors import UsageError
 from agent_cli.gitops import EMPTY_TREE, GitError, check_config_origins, git, has_ref, nul_joined, open_repo
+from agent_cli.safe_paths import make_dirs
 
 if TYPE_CHECKING:
     import git as gitpython
 
 RUNS_DIR = ".actsmith"
+# Folders of host tools at the top of a checkout that run what they find there: a virtualenv's .pth
+# files, direnv's .envrc, an editor's tasks and launch configs. The sandbox sees them read-only.
+HOST_TOOL_FOLDERS = (".venv", "venv", ".tox", ".nox", ".direnv", ".envrc", ".vscode", ".idea")
 RUN_REF_PREFIX = "refs/actsmith/runs/"
 BRANCH_PREFIX = "actsmith/"
 WORKTREE_ATTEMPTS = 20
@@ -84,6 +88,11 @@ class Workspace:
             return run_id
         raise UsageError(f"cannot find a free run id for {base}")
 
+    def plan_id(self, label: str) -> str:
+        """An id for a plan-mode session: like a run id, but reserving nothing (a plan writes no
+        checkpoint, so it cannot collide with a run)."""
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-plan-{slugify(label)}-{os.urandom(2).hex()}"
+
     def run_state_dir(self, run_id: str) -> Path:
         """Where a run keeps its private state (the checkpoint index): inside .git, which the
         sandbox sees read-only."""
@@ -101,10 +110,14 @@ class Workspace:
             prefix = "" if not existing or existing.endswith("\n") else "\n"
             exclude.write_text(existing + prefix + line + "\n")
 
+    def run_path(self, run_id: str) -> Path:
+        """Where a run keeps its logs: .actsmith/runs/<run id>, inside the mount."""
+        return self.root / RUNS_DIR / "runs" / run_id
+
     def run_dir(self, run_id: str) -> Path:
-        path = self.root / RUNS_DIR / "runs" / run_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """The run's log folder, made without following a link the sandbox could have planted."""
+        make_dirs(self.root, f"{RUNS_DIR}/runs/{run_id}")
+        return self.run_path(run_id)
 
     def lock_in_place(self) -> InPlaceLock:
         """Only one session may edit this working tree at a time; `--worktree` runs go beside it."""
@@ -134,7 +147,7 @@ class Workspace:
         return str(self.repo.git.diff("--stat", before, after))
 
     def diff(self, before: str, after: str) -> str:
-        return str(self.repo.git.diff(before, after))
+        return git(self.root, "diff", "--no-color", before, after, exact=False).decode("utf-8", "replace")
 
     def changed_files(self, before: str, after: str) -> list[str]:
         if before == after:
@@ -149,10 +162,11 @@ class Workspace:
         except GitError:
             return None
 
-    def check_identity(self) -> None:
-        """Committing needs a name and email; say so before the run rather than after it."""
+    def check_identity(self, identity: dict[str, str] | None = None) -> None:
+        """Committing needs a name and email (from git's config, or `identity`: GIT_AUTHOR_NAME...);
+        say so before the run rather than after it."""
         try:
-            git(self.root, "var", "GIT_AUTHOR_IDENT")
+            git(self.root, "var", "GIT_AUTHOR_IDENT", env=identity)
         except GitError:
             raise UsageError(
                 "git does not know who you are, so actsmith cannot commit: "
@@ -198,9 +212,12 @@ class Workspace:
 
     # -------------------------------------------------------------------------------- commits
 
-    def commit_run(self, before: str, after: str, message: str) -> str | None:
+    def commit_run(
+        self, before: str, after: str, message: str, identity: dict[str, str] | None = None
+    ) -> str | None:
         """Commit the files that differ between two checkpoint trees onto HEAD, nothing else: the
-        user's other uncommitted changes stay as they were. Returns the new commit, or None."""
+        user's other uncommitted changes stay as they were. Returns the new commit, or None.
+        `identity` (GIT_AUTHOR_NAME...) stands in for git's config when it knows nobody."""
         out = git(self.root, "diff-tree", "-r", "-z", "--no-renames", "--name-status", before, after)
         fields = out.decode("utf-8", "surrogateescape").split("\0")
         pairs = list(zip(fields[0::2], fields[1::2], strict=False))
@@ -229,7 +246,8 @@ class Workspace:
                 )
             tree = git(self.root, "write-tree", env=env).decode().strip()
         parents = ["-p", head] if head else []
-        commit = git(self.root, "commit-tree", tree, *parents, input=message.encode()).decode().strip()
+        made = git(self.root, "commit-tree", tree, *parents, env=identity, input=message.encode())
+        commit = made.decode().strip()
         git(
             self.root,
             "update-ref",

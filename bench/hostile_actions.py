@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from agent_cli.sandbox import SandboxLimits
-from agent_cli.sandbox.docker_sandbox import DockerSandbox, docker_client
+from agent_cli.sandbox.docker_sandbox import DockerSandbox
+from agent_cli.sandbox.identity import docker_client
 from agent_cli.sandbox.image import ensure_image
 from agent_cli.settings import Settings
 

@@ -18,7 +18,7 @@ from agent_cli.trajectory import read_trajectory
 
 @pytest.fixture(scope="session")
 def docker_client():
-    from agent_cli.sandbox.docker_sandbox import docker_client as connect
+    from agent_cli.sandbox.identity import docker_client as connect
 
     return connect()
 
@@ -30,7 +30,7 @@ def no_leftover_environments(tmp_path_factory):
     from agent_cli.setup.environment import ENV_LABEL, REPO_LABEL
 
     try:
-        from agent_cli.sandbox.docker_sandbox import docker_client as connect
+        from agent_cli.sandbox.identity import docker_client as connect
 
         client = connect()
     except Exception:
@@ -181,8 +181,8 @@ def no_leftover_containers(request, tmp_path_factory):
         return
     from docker.errors import APIError
 
-    from agent_cli.sandbox.docker_sandbox import LABEL
-    from agent_cli.sandbox.docker_sandbox import docker_client as connect
+    from agent_cli.sandbox.identity import LABEL
+    from agent_cli.sandbox.identity import docker_client as connect
 
     client, shared = connect(), {box.container for box in SHARED_SANDBOXES}
     ours = str(tmp_path_factory.getbasetemp())

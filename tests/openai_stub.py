@@ -26,6 +26,7 @@ class Reply:
     content: str | None = "ok"
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    cached_tokens: int = 0  # of the prompt tokens, those OpenAI's automatic prompt cache served
 
 
 @dataclass
@@ -214,6 +215,7 @@ def _completion(reply: Reply, model: str) -> dict[str, Any]:
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens,
             "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
         },
     }
 

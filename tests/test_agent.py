@@ -9,15 +9,18 @@ import threading
 
 import pytest
 from conftest import limits, make_repo
+from openai_stub import Reply, ServerError
 
 from agent_cli.agent import Agent, AgentConfig
 from agent_cli.cancel import CancelToken
+from agent_cli.errors import ModelStopped
 from agent_cli.events import (
     ActionStarted,
     Collector,
     Ended,
     EventStream,
     ModelCalled,
+    ModelRetried,
     Observed,
     StepStarted,
     TaskGiven,
@@ -198,6 +201,74 @@ def test_a_session_runs_gates_on_real_pytest_and_reports_what_changed(tmp_path):
     assert end.files_changed == ["calc.py"] and end.exit_code == 0
     assert end.undo == f"actsmith undo --run {session.run_id}"
     assert end.tests.state == "passed"
+
+
+def stop_replying():
+    raise ModelStopped("the replay has no reply left")
+
+
+def test_a_run_stopped_after_the_gate_refused_finish_reports_the_tests_it_last_measured(tmp_path):
+    repo = make_repo(
+        tmp_path / "calc",
+        {
+            "calc.py": "def add(a, b):\n    return a + b\n",
+            "test_calc.py": "from calc import add\n\ndef test_add():\n    assert add(2, 3) == 5\n\n"
+            "def test_more():\n    assert True\n",
+        },
+    )
+    break_it = act("replace('calc.py', 'a + b', 'a - b')\nfinish('changed add')")
+    collector = Collector()
+    model = Scripted(break_it, act("finish('still changed')"), stop_replying)
+    with local_session(
+        repo, model, collector, test_cmd=f"{sys.executable} -m pytest -q", max_test_rounds=2
+    ) as session:
+        result = session.run("make add clearer")
+    assert (result.status, result.category, result.exit_code) == ("model_stopped", "agent_error", 3)
+    (end,) = collector.of(Ended)
+    assert (end.status, end.category, end.exit_code) == ("model_stopped", "agent_error", 3)
+    tests = end.tests
+    assert tests is not None and tests.state == "failed"  # not "unchecked": two runs gave results
+    assert (tests.step, tests.trigger, tests.regressions, tests.baseline) == (2, "finish", 1, {"passed": 2})
+    assert tests.counts == {"passed": 1, "failed": 1}  # the second refused finish()'s run
+    assert "test_calc.py::test_add" in tests.text and "after step 2" in tests.text
+    assert tests.brief == "failed: 1 passed, 1 failed; 1 regression (step 2)"
+    assert end.record()["tests"]["regressions"] == 1 and end.record()["category"] == "agent_error"
+
+
+def test_a_session_that_ran_no_test_reports_its_tests_unchecked(tmp_path):
+    repo = make_repo(
+        tmp_path / "calc",
+        {"calc.py": "x = 1\n", "test_calc.py": "def test_x():\n    assert True\n"},
+    )
+    collector = Collector()
+    with local_session(
+        repo, Scripted(act("print(1)"), stop_replying), collector, test_cmd=f"{sys.executable} -m pytest -q"
+    ) as session:
+        session.run("look")
+    (end,) = collector.of(Ended)
+    assert end.tests is not None and end.tests.state == "unchecked" and end.category == "agent_error"
+    assert (end.tests.step, end.tests.counts, end.tests.brief) == (None, {}, "unchecked")
+
+
+def test_a_switched_model_goes_through_the_sessions_retries_and_condenser(tmp_path, stub_server):
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
+    collector = Collector()
+    stub_server.script(ServerError(), Reply(act("finish('from the new model')")))
+    with local_session(
+        repo,
+        Scripted(act("finish('first')")),
+        collector,
+        api_base=stub_server.api_base,
+        max_context_tokens=8000,
+    ) as session:
+        session.ask("first")
+        session.switch_model("openai/gpt-4o")
+        result = session.ask("second")
+        condenser = session.agent.condenser if session.agent else None
+    assert result.summary == "from the new model" and session.model_name == "openai/gpt-4o"
+    (retry,) = collector.of(ModelRetried)
+    assert retry.model == "openai/gpt-4o" and retry.attempt == 1
+    assert condenser is not None and condenser.model_name == "openai/gpt-4o"
 
 
 def test_an_empty_task_is_refused():

@@ -271,7 +271,11 @@ def test_report_html_shows_the_table_diffs_steps_and_trajectories_in_a_browser(m
     page = Page()
     page.feed(rendered.stdout)
     table = {row[0]: row for row in page.rows if row}
-    assert table["billing-fix"][1:4] == ["succeeded", "1", "passed"]
+    assert table["billing-fix"][1:4] == [
+        "succeeded",
+        "1",
+        "passed: 1 passed (step 2)",
+    ]  # tests as last measured
     assert table["auth-break"][1] == "tests_failed" and table["ledger-noop"][1] == "no_change"
     assert table["billing-spin"][-1] == "actsmith/mixed/billing-spin"
     assert "+    return b + a" in page.details["billing-fix/diff"]

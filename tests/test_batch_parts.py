@@ -14,6 +14,7 @@ from agent_cli.batch.results import batch_status
 from agent_cli.batch.spec import load_spec
 from agent_cli.cancel import Cancelled, CancelToken
 from agent_cli.errors import UsageError
+from agent_cli.outcome import Category
 
 MODEL, PROVIDER = "openai/gpt-4o", "openai@default"
 
@@ -78,25 +79,17 @@ def test_spec_errors_name_the_field(tmp_path, data, expected):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize(
-    ("session", "changed", "status"),
-    [
-        ("finished", True, "succeeded"),
-        ("finished", False, "no_change"),
-        ("finished_untested", True, "untested"),
-        ("finished_untested", False, "no_change"),
-        ("tests_failed", True, "tests_failed"),
-        ("limit", False, "limit_reached"),
-        ("no_action", False, "limit_reached"),
-        ("stuck", True, "limit_reached"),
-        ("model_error", False, "agent_error"),
-        ("model_stopped", False, "agent_error"),
-        ("error", False, "infra_error"),
-        ("interrupted", True, "not_started"),
-    ],
-)
-def test_session_statuses_map_to_batch_statuses(session, changed, status):
-    assert batch_status(session, changed) == status
+def test_a_batch_status_is_the_sessions_category_and_an_interrupted_task_has_none_yet():
+    assert {category: batch_status(category) for category in Category} == {
+        Category.SUCCEEDED: "succeeded",
+        Category.NO_CHANGE: "no_change",
+        Category.UNTESTED: "untested",
+        Category.TESTS_FAILED: "tests_failed",
+        Category.LIMIT_REACHED: "limit_reached",
+        Category.AGENT_ERROR: "agent_error",
+        Category.INFRA_ERROR: "infra_error",
+        Category.INTERRUPTED: "not_started",
+    }
 
 
 def test_a_models_first_call_goes_alone_then_calls_reserve_what_the_dearest_cost():

@@ -203,7 +203,7 @@ def test_ctrl_c_on_the_driver_stops_the_ray_tasks_and_leaves_no_container(cluste
     driver = start_batch(slow_batch(tmp_path, "stop"), out, *ray_address, **cluster["env"])
 
     def sandboxes() -> list:
-        from agent_cli.sandbox.docker_sandbox import LABEL
+        from agent_cli.sandbox.identity import LABEL
 
         mine = str(cluster["tmp"])
         return [

@@ -236,10 +236,11 @@ def test_a_batch_spec_runs_its_tasks_candidates(tmp_path, calc, sandbox_image):
 
 
 def test_actsmith_ci_runs_candidates_and_its_comment_shows_them(tmp_path, sandbox_image):
+    from ci_helpers import HELLO, REPOSITORY, TOKEN, Actions
     from github_stub import GitHubStub
-    from test_ci_e2e import HELLO, REPOSITORY, TOKEN, Actions, only_comment
 
     stub = GitHubStub(REPOSITORY, TOKEN).start()
+    stub.add_collaborator("monalisa", 583231, "write")  # who labels the issue in the fixture
     try:
         actions = Actions(tmp_path, stub)
         breaks = "<execute>\nreplace('app.py', \"return 'hi'\", \"return 'bye'\")\nfinish('bye')\n</execute>"
@@ -259,7 +260,8 @@ def test_actsmith_ci_runs_candidates_and_its_comment_shows_them(tmp_path, sandbo
         assert ran.code == 0, ran.stdout + ran.stderr
         assert "return 'hello'" in actions.origin_file("refs/heads/actsmith/issue-5", "app.py")
         assert ran.outputs["conclusion"] == "success"
-        final = only_comment(stub)[-1]
+        (bodies,) = stub.comment_bodies.values()  # one comment, edited in place
+        final = bodies[-1]
         assert "**Candidates**" in final and "| # | model | outcome |" in final
         assert "| 1 | `replay:" in final and "| tests_failed |" in final
         assert "**applied**: the only one with a change the gate accepted" in final

@@ -256,3 +256,33 @@ def test_completion_history_and_several_lines_work_as_in_a_shell(calc, tmp_path,
         assert again.wait_for(PROMPT, before + 1).count("tokens in") == 1
     finally:
         again.close()
+
+
+def test_plan_then_go_plans_read_only_and_carries_the_plan_out_with_write_access(
+    calc, tmp_path, sandbox_image
+):
+    replies = [
+        "<execute>\ntry:\n    open('calc.py', 'a').write('# planned\\n')\nexcept OSError as e:\n"
+        "    print('write refused:', e.strerror)\n</execute>",
+        "<execute>\nfinish('## Plan\\n\\n1. Swap the operands in `add()`.')\n</execute>",
+        "<execute>\nreplace('calc.py', 'a + b', 'b + a')\nfinish('swapped as planned')\n</execute>",
+    ]
+    replay, trajectory = write_replay(tmp_path / "r.yaml", replies), tmp_path / "chat.jsonl"
+    original = (calc / "calc.py").read_bytes()
+    terminal = chat(calc, replay, trajectory)
+    try:
+        planned = terminal.say("/plan swap the operands of add")
+        assert "Swap the operands in add()" in planned and "/go to carry it out" in planned
+        assert (calc / "calc.py").read_bytes() == original  # the plan turn wrote nothing
+        first = events(trajectory, "observation")[0]["text"]
+        assert "write refused: Read-only file system" in first
+        asked = events(trajectory, "model_call")[0]["messages"][-1]["content"]
+        assert "[Plan mode for this request:" in asked and "swap the operands of add" in asked
+        done = terminal.say("/go")
+        assert "swapped as planned" in done
+        assert "b + a" in (calc / "calc.py").read_text()
+        told = events(trajectory, "model_call")[-1]["messages"]
+        assert any("Carry out the plan you made above" in m["content"] for m in told)
+        assert "there is no plan to carry out" in terminal.say("/go")
+    finally:
+        terminal.close()

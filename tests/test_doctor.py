@@ -8,7 +8,7 @@ import pytest
 from conftest import clean_env, run_cli, write_replay
 
 from agent_cli.doctor import check_image, check_leftovers, check_model, run_checks
-from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL
+from agent_cli.sandbox.identity import LABEL, OWNER_LABEL
 from agent_cli.settings import Settings
 
 pytestmark = pytest.mark.docker

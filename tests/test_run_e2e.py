@@ -199,7 +199,7 @@ def test_secrets_in_observations_are_redacted_from_the_trajectory(run_agent):
 
 def containers_of(docker_client, pid: int) -> list:
     """Sandbox containers started by the actsmith process `pid` (and no one else's)."""
-    from agent_cli.sandbox.docker_sandbox import OWNER_LABEL, owner_token
+    from agent_cli.sandbox.identity import OWNER_LABEL, owner_token
 
     label = f"{OWNER_LABEL}={owner_token(pid)}"
     return container_ids(docker_client, label=label)

@@ -11,7 +11,8 @@ import pytest
 from conftest import container_ids, limits, wait_until
 
 from agent_cli.errors import UsageError
-from agent_cli.sandbox.docker_sandbox import LABEL, OWNER_LABEL, DockerSandbox, sweep_leftovers
+from agent_cli.sandbox.docker_sandbox import DockerSandbox
+from agent_cli.sandbox.identity import LABEL, OWNER_LABEL, sweep_leftovers
 from agent_cli.settings import load_settings
 
 pytestmark = pytest.mark.docker
@@ -105,7 +106,8 @@ def test_a_container_removes_itself_when_its_owner_is_killed(docker_client, sand
     # and Docker's auto-remove deletes the container.
     script = (
         "import sys, time\nfrom pathlib import Path\n"
-        "from agent_cli.sandbox.docker_sandbox import DockerSandbox, docker_client\n"
+        "from agent_cli.sandbox.docker_sandbox import DockerSandbox\n"
+        "from agent_cli.sandbox.identity import docker_client\n"
         "from agent_cli.sandbox import SandboxLimits\nfrom agent_cli.settings import Settings\n"
         "box = DockerSandbox(docker_client(), sys.argv[1], Path(sys.argv[2]), SandboxLimits.from_settings(Settings()))\n"
         "box.start()\nprint(box.container, flush=True)\ntime.sleep(600)\n"

@@ -52,6 +52,21 @@ def test_invalid_toml_is_one_clear_error(tmp_path, user_config):
         load_settings(tmp_path, {}, environ={})
 
 
+def test_a_repository_config_linked_out_of_the_repository_is_never_read(tmp_path, user_config):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (tmp_path / "credentials").write_text("aws_secret_access_key = 'hunter2'\n")
+    (repo / ".actsmith.toml").symlink_to(tmp_path / "credentials")
+    with pytest.raises(UsageError, match="is a symbolic link that leads out of the repository") as refused:
+        load_settings(repo, {}, environ={})
+    assert "aws_secret_access_key" not in str(refused.value)
+
+    (repo / "shared.toml").write_text("max_steps = 7\n")  # a link inside the repository is followed
+    (repo / ".actsmith.toml").unlink()
+    (repo / ".actsmith.toml").symlink_to("shared.toml")
+    assert load_settings(repo, {}, environ={}).max_steps == 7
+
+
 @pytest.mark.parametrize("key, value", [("api_base", '"http://evil.example/v1"'), ("network", "true")])
 def test_a_repository_cannot_redirect_api_keys_or_loosen_the_sandbox(tmp_path, user_config, key, value):
     (tmp_path / ".actsmith.toml").write_text(f'model = "gpt-4o"\n{key} = {value}\n')

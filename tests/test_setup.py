@@ -32,16 +32,16 @@ def tree(tmp_path, files: dict[str, str]):
 @pytest.mark.parametrize(
     "files, commands, why",
     [
-        ({"pyproject.toml": PYPROJECT_WITH_EXTRAS}, ["python -m pip install -e '.[tests]'"], "extras tests"),
+        ({"pyproject.toml": PYPROJECT_WITH_EXTRAS}, ["python -m pip install -e '.[tests]'"], ".[tests]"),
         (
             {"setup.cfg": "[metadata]\nname = d\n[options.extras_require]\ntesting = pytest\n"},
             ["python -m pip install -e '.[testing]'"],
-            "extras testing",
+            ".[testing]",
         ),
         (
             {"setup.py": "setup(name='d', extras_require={'dev': ['pytest'], 'yaml': ['pyyaml']})\n"},
             ["python -m pip install -e '.[dev]'"],
-            "extras dev",
+            ".[dev]",
         ),
         (
             {
@@ -49,11 +49,8 @@ def tree(tmp_path, files: dict[str, str]):
                 "requirements.txt": "six\n",
                 "requirements-dev.txt": "pytest\n",
             },
-            [
-                "python -m pip install -e '.'",
-                "python -m pip install -r requirements-dev.txt",
-                "python -m pip install -r requirements.txt",
-            ],
+            # setup.py declares no dependencies: requirements.txt holds them
+            ["python -m pip install -r requirements.txt -r requirements-dev.txt -e ."],
             "requirements-dev.txt",
         ),
         (
@@ -113,7 +110,7 @@ def test_setup_is_detected_per_ecosystem_with_its_reason(tmp_path, files, comman
 
 def test_node_modules_is_a_layer_and_ecosystems_add_up(tmp_path):
     files = {"package.json": json.dumps({"dependencies": {"a": "1"}}), "requirements.txt": "six\n"}
-    plan = plan_setup(None, tree(tmp_path, files))
+    plan = plan_setup(None, tree(tmp_path, files), "npm test")  # tests that need Node
     assert plan.commands[0] == "python -m pip install -r requirements.txt" and "npm install" in plan.commands
     assert plan.layers == ("node_modules",)
 
@@ -182,3 +179,106 @@ def test_the_host_ca_proxy_and_index_reach_setup_without_credentials_unless_allo
 )
 def test_the_cause_of_a_run_with_no_results_is_one_line(output, cause):
     assert failure_cause(output, 4) == cause
+
+
+# ----------------------------------------------------------------- what keys an environment image
+
+
+def test_every_file_setup_reads_that_the_manifests_name_keys_the_environment(tmp_path):
+    root = tree(
+        tmp_path,
+        {
+            "requirements.txt": "-r requirements/base.txt\n--constraint=constraints.txt\n-e ./plugins/extra\n",
+            "requirements/base.txt": "-rcommon.txt  # relative to this file\nsix\n",
+            "requirements/common.txt": "./vendored/lib[fast]\n",
+            "constraints.txt": "six<2\n",
+            "plugins/extra/pyproject.toml": "[project]\nname = 'extra'\n",
+            "vendored/lib/setup.py": "setup()\n",
+            "pyproject.toml": (
+                "[build-system]\nrequires = []\nbuild-backend = 'backend'\nbackend-path = ['_custom_build']\n"
+            ),
+            "_custom_build/backend.py": "def build_wheel(*a): ...\n",
+        },
+    )
+    (root / "requirements-outside.txt").write_text("-r ../../etc/passwd\n-r /etc/hostname\n")
+    manifests = set(plan_setup(None, root).manifests)
+    assert {
+        "requirements/base.txt",
+        "requirements/common.txt",
+        "constraints.txt",
+        "plugins/extra/pyproject.toml",
+        "vendored/lib/setup.py",
+        "_custom_build/backend.py",
+    } <= manifests
+    assert not any("passwd" in name or "hostname" in name for name in manifests)  # never outside
+
+
+def test_a_link_in_the_repository_is_read_as_a_link_never_followed_out(tmp_path):
+    from agent_cli.setup.inputs import read_input
+
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("host data\n")
+    root = tree(tmp_path / "repo", {"requirements.txt": "six\n"})
+    (root / "requirements-dev.txt").symlink_to(secret)
+    assert read_input(root, "requirements-dev.txt") == b"symlink:" + str(secret).encode()
+    assert read_input(root, "../host-secret.txt") == b"(outside the repository)"
+
+
+def test_a_repository_is_known_by_its_root_commits_and_origin_never_its_path(tmp_path):
+    import shutil
+
+    from conftest import git, make_repo
+
+    from agent_cli.setup.environment import repository_identity
+
+    first = make_repo(tmp_path / "a", {"README.md": "project a\n"})
+    git(first, "remote", "add", "origin", "https://github.com/example/a.git")
+    git(first, "commit", "-q", "--allow-empty", "-m", "later work")  # HEAD moves; the roots do not
+    copy = tmp_path / "copy-of-a"
+    shutil.copytree(first, copy)
+    git(copy, "remote", "set-url", "origin", "https://x-access-token:ghp_s3cret@github.com/example/a.git")
+    other = make_repo(tmp_path / "b", {"README.md": "project b\n"})
+    identity = repository_identity(first)
+    assert repository_identity(copy) == identity and "ghp_s3cret" not in repository_identity(copy)
+    assert str(tmp_path) not in identity and "github.com/example/a.git" in identity
+    assert repository_identity(other) != identity
+
+
+def test_the_setup_log_is_never_written_through_a_planted_link(tmp_path):
+    from agent_cli.setup.environment import open_log
+
+    repo = tmp_path / "repo"
+    (repo / ".actsmith").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file\n")
+    (repo / ".actsmith" / "setup").symlink_to(outside, target_is_directory=True)
+    said: list[str] = []
+    with open_log(repo, "abc.log", said.append) as log:
+        log.write("setup output\n")
+    assert (
+        list(outside.iterdir()) == [] and (repo / ".actsmith/setup/abc.log").read_text() == "setup output\n"
+    )
+    assert not (repo / ".actsmith/setup").is_symlink() and "symbolic link" in said[0]
+    (repo / ".actsmith/setup/abc.log").unlink()
+    (repo / ".actsmith/setup/abc.log").symlink_to(victim)
+    with open_log(repo, "abc.log", said.append) as log:
+        log.write("again\n")
+    assert victim.read_text() == "the user's file\n"
+    assert not (repo / ".actsmith/setup/abc.log").is_symlink()
+
+
+def test_setup_may_not_reach_the_hosts_addresses_except_its_proxy(tmp_path):
+    from agent_cli.setup.confine import host_addresses, proxy_addresses
+
+    trie = tmp_path / "fib_trie"  # the shape of Linux's /proc/net/fib_trie
+    trie.write_text(
+        "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n"
+        "     +-- 127.0.0.0/8 2 0 2\n           |-- 127.0.0.1\n              /32 host LOCAL\n"
+        "     |-- 172.17.0.0\n        /16 link UNICAST\n     |-- 172.17.0.1\n        /32 host LOCAL\n"
+        "     |-- 192.0.2.2\n        /32 host LOCAL\n     |-- 192.0.2.255\n        /32 link BROADCAST\n"
+    )
+    assert host_addresses(trie) == {"172.17.0.1", "192.0.2.2"}
+    assert proxy_addresses({"HTTPS_PROXY": "http://192.0.2.77:3128"}) == {"192.0.2.77"}
+    assert proxy_addresses({"NO_PROXY": "localhost"}) == set()

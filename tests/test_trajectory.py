@@ -24,7 +24,13 @@ def test_environment_secrets_and_known_key_shapes_are_redacted(tmp_path):
     assert "anthropic-secret-value" not in content and "[REDACTED:ANTHROPIC_API_KEY]" in content
     assert "ghp_" not in content
     assert event["reply"] == "home is /home/me"  # not a secret: left alone
-    assert event["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0}
+    assert event["usage"] == {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": 0.0,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+    }
 
 
 def test_secrets_handed_over_and_credentials_in_urls_are_redacted():

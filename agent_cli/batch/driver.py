@@ -40,6 +40,7 @@ from agent_cli.cancel import CancelToken
 from agent_cli.candidates.runner import models_of
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_LIMIT, ActsmithError, UsageError
 from agent_cli.events import EventStream
+from agent_cli.outcome import Category
 from agent_cli.settings import Settings, load_settings
 from agent_cli.workspace import InPlaceLock
 
@@ -110,7 +111,7 @@ class Driver:
     def run(self, backend: Backend) -> Tally:
         started = time.monotonic()
         out = self.options.out
-        with self._exclusive(out):
+        with exclusive(out):
             state = read_journal(out)
             pending, done = self._plan(state)
             dispatches = self._prepare(pending, state)  # every check passed: now the journal is written
@@ -123,6 +124,7 @@ class Driver:
                 backend=self.options.backend,
                 jobs=backend.jobs,
                 pid=_pid(),
+                github={task.id: task.github for task in self.spec.tasks if task.github},
             )
             for task_id, base in dispatches.branches:
                 journal.write("branch", id=task_id, **base)
@@ -163,21 +165,10 @@ class Driver:
                         round(time.monotonic() - started, 3),
                         str(report),
                         reason,
+                        self.tally.usage,
                     )
                 )
         return self.tally
-
-    @contextlib.contextmanager
-    def _exclusive(self, out: Path) -> Iterator[None]:
-        out.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = InPlaceLock.acquire(out / "driver.lock", out)
-        except UsageError:
-            raise UsageError(f"another batch driver is running on {out}; wait for it to end") from None
-        try:
-            yield
-        finally:
-            lock.release()
 
     def _plan(self, state: JournalState) -> tuple[list[TaskSpec], list[TaskResult]]:
         pending, done = [], []
@@ -259,7 +250,7 @@ class Driver:
         with self.repository_lock(root):
             changed = repos.changed_files(root, job.base, run.tip)
             diff = repos.patch(root, job.base, run.tip)
-        status = batch_status(run.session_status, bool(changed))
+        status = batch_status(run.category)
         if run.refused and run.steps == 0:
             status = NOT_STARTED  # the cap came before its first reply: nothing was done
             self._refusals.add(job.id)
@@ -272,13 +263,18 @@ class Driver:
             files_changed=changed,
             message=run.message,
             summary=run.summary,
-            tests=run.tests,
-            tests_state=run.tests_state,
+            tests=run.tests.text if run.tests else "",
+            tests_state=run.tests.state if run.tests else "none",
+            test_outcome=run.tests,
             commit=run.tip,
-            interrupted=run.session_status == "interrupted",
+            interrupted=run.category is Category.INTERRUPTED,
             wall_s=run.wall_s,
             node=run.node,
             session_status=run.session_status,
+            prompt_tokens=run.usage.prompt_tokens,
+            completion_tokens=run.usage.completion_tokens,
+            cache_read_tokens=run.usage.cache_read_tokens,
+            cache_write_tokens=run.usage.cache_write_tokens,
             candidates=run.candidates,
         )
         self._record(dispatch.folder, result, diff)
@@ -362,6 +358,20 @@ class Driver:
         self.journal.result(result)
         self.tally.add(result)
         self.events.emit(TaskFinished(result))
+
+
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """The batch folder for this process alone (a run, or a publish that writes results)."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = InPlaceLock.acquire(out / "driver.lock", out)
+    except UsageError:
+        raise UsageError(f"another batch driver is running on {out}; wait for it to end") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass

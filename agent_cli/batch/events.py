@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from agent_cli.events import (
     ActionStarted,
@@ -18,6 +18,10 @@ from agent_cli.events import (
     StepStarted,
     TestsRan,
 )
+
+if TYPE_CHECKING:
+    from agent_cli.batch.results import TaskResult
+    from agent_cli.model import Usage
 
 MAX_ACTION_CHARS = 80
 
@@ -59,7 +63,7 @@ class TaskProgress(Event):
 @dataclass(frozen=True)
 class TaskFinished(Event):
     name: ClassVar[str] = "task_end"
-    result: Any  # the TaskResult, as in result.json
+    result: TaskResult  # as in result.json
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class BatchEnded(Event):
     wall_s: float
     report: str
     reason: str = ""  # why it stopped early: the cost cap, an interrupt
+    usage: Usage | None = None  # the tokens of every task's model calls, cache reads and writes included
 
 
 class SessionWatcher:
@@ -90,7 +95,7 @@ class SessionWatcher:
         elif isinstance(event, ActionStarted):
             self.action = _first_line(event.code) or "(no code)"
         elif isinstance(event, ModelCalled):
-            cost = getattr(event.usage, "cost", None) or 0.0
+            cost = event.usage.cost or 0.0
             if not cost:
                 return  # nothing new to show: the step already said it was asking
             self.cost += cost

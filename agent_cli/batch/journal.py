@@ -8,6 +8,8 @@ the batch goes on, so a driver killed at any moment leaves a journal a resume ca
     {"event": "lost", "id", "attempt", "reason"} a Ray node died under the task; tried once more
     {"event": "result", ...result.json}          a task ended (not_started: it will run again)
     {"event": "end", "exit_code", ...}
+    {"event": "published", "id", "pr_url", "pr_number", "repository", "branch", "commit"}
+                                                 `batch publish` pushed the branch, opened or updated its PR
 
 A line cut short by a kill is ignored when read back.
 """
@@ -35,6 +37,7 @@ class JournalState:
     started: dict[str, int] = field(default_factory=dict)  # attempts begun, per task
     branches: dict[tuple[str, str], str] = field(default_factory=dict)  # (repo, branch) -> base commit
     spent: float = 0.0  # every model call the batch paid for, in all its runs
+    published: dict[str, dict[str, Any]] = field(default_factory=dict)  # task id -> its latest publish
 
     def final(self, task_id: str) -> TaskResult | None:
         result = self.results.get(task_id)
@@ -86,4 +89,6 @@ def read_journal(folder: Path) -> JournalState:
             state.branches[(entry["repo"], entry["branch"])] = entry["base"]
         elif kind == "spent":
             state.spent += float(entry.get("cost") or 0.0)
+        elif kind == "published":
+            state.published[entry["id"]] = entry
     return state

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from agent_cli.batch.gate import SharedGate
 from agent_cli.batch.task import prepare_environment_ahead, run_task
 from agent_cli.cancel import CancelToken
-from agent_cli.events import EventStream
 
 if TYPE_CHECKING:
     from agent_cli.batch.driver import Dispatch, Driver
@@ -53,21 +52,22 @@ class LocalBackend:
             ThreadPoolExecutor(self.jobs, thread_name_prefix="actsmith-batch") as workers,
             driver.cancel.on_cancel(self._cancel_all),
         ):
-            ahead = {d.job.id: self._prepare(preparer, d, driver.events) for d in dispatches}
+            ahead = {d.job.id: self._prepare(preparer, d, driver) for d in dispatches}
             running = {workers.submit(self._work, d, ahead[d.job.id], driver, node) for d in dispatches}
             while running:
                 _, running = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
                 driver.tick()
             preparer.shutdown(cancel_futures=True)
 
-    def _prepare(self, preparer: ThreadPoolExecutor, dispatch: Dispatch, events: EventStream) -> Future[None]:
+    def _prepare(self, preparer: ThreadPoolExecutor, dispatch: Dispatch, driver: Driver) -> Future[None]:
         """One preparation per repository state and environment settings (tasks on one repository
-        share it); what it says (an image being built) shows on the batch's stream."""
+        share it); what it says (an image being built) shows on the batch's stream, and a cancelled
+        batch stops the build."""
         settings, job = dispatch.job.settings, dispatch.job
         key = (str(dispatch.repo), job.base, repr(settings.setup), str(settings.image), settings.base_image)
         if key not in self._prepared:
             self._prepared[key] = preparer.submit(
-                prepare_environment_ahead, settings, dispatch.repo, job.base, events
+                prepare_environment_ahead, settings, dispatch.repo, job.base, driver.events, driver.cancel
             )
         return self._prepared[key]
 

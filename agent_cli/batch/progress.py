@@ -19,12 +19,22 @@ from rich.text import Text
 from agent_cli.batch.events import BatchEnded, BatchStarted, TaskFinished, TaskProgress, TaskStarted
 from agent_cli.batch.results import GOOD, NOT_STARTED
 from agent_cli.events import Event, Notice
+from agent_cli.ui import format_tokens
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from agent_cli.batch.report import Summary
+    from agent_cli.batch.report import Row, Summary
 
+PULL_COLUMNS = ["pr", "state", "checks", "review"]
+PULL_STYLES = {
+    "merged": "magenta",
+    "open": "green",
+    "closed": "red",
+    "passing": "green",
+    "failing": "red",
+    "pending": "yellow",
+}
 STYLES = {
     "succeeded": "green",
     "no_change": "green",
@@ -188,8 +198,10 @@ def final_words(console: Console, board: Board) -> None:
 def ended_line(event: BatchEnded) -> str:
     counts = ", ".join(f"{count} {status}" for status, count in event.counts.items()) or "nothing to do"
     why = f" (stopped: {event.reason})" if event.reason else ""
+    tokens = f"; {format_tokens(event.usage)}" if event.usage is not None else ""
     return (
-        f"batch ended{why}: {counts}; cost ${event.cost:.4f}; exit {event.exit_code}; report: {event.report}"
+        f"batch ended{why}: {counts}; cost ${event.cost:.4f}{tokens}; exit {event.exit_code}; "
+        f"report: {event.report}"
     )
 
 
@@ -200,20 +212,36 @@ def status_table(summary: Summary) -> Table:
         "task": max((len(row.id) for row in summary.rows), default=4),
         "branch": max((len(row.result.branch) for row in summary.rows if row.result), default=6),
     }
-    for column in ("task", "status", "files", "tests", "cost", "steps", "branch"):
+    columns = ["task", "status", "files", "tests", "cost", "steps", "branch"]
+    if summary.published:
+        columns += PULL_COLUMNS
+    for column in columns:
         table.add_column(column, no_wrap=column in whole, min_width=whole.get(column))
     for row in summary.rows:
         result = row.result if row.status not in ("running", "waiting") else None
-        table.add_row(
+        cells: list[str | Text] = [
             row.id,
             Text(row.status, style=STYLES.get(row.status, "red")),
             str(row.files) if result else "",
-            result.tests_state if result else "",
+            result.tests_brief if result else "",
             row.cost if result else "",
             str(result.steps) if result else "",
             result.branch if result else "",
-        )
+        ]
+        if summary.published:
+            cells += _pull_cells(row)
+        table.add_row(*cells)
     return table
+
+
+def _pull_cells(row: Row) -> list[str | Text]:
+    """The pull request's number, state, checks and review decision; `?` where GitHub did not say."""
+    pull = row.pull
+    if pull is None:
+        return ["", "", "", ""]
+    state = Text(pull.state or "?", style=PULL_STYLES.get(pull.state, ""))
+    checks = Text(pull.checks or "?", style=PULL_STYLES.get(pull.checks.split(" ")[0], ""))
+    return [pull.label, state, checks, pull.review or "?"]
 
 
 def _finished_line(event: TaskFinished) -> Text:

@@ -201,7 +201,7 @@ def _warm() -> None:
 
 def _sweep_orphans() -> list[str]:
     """On one node: remove sandbox containers whose actsmith process is gone (a worker killed)."""
-    from agent_cli.sandbox.docker_sandbox import docker_client, sweep_leftovers
+    from agent_cli.sandbox.identity import docker_client, sweep_leftovers
 
     return sweep_leftovers(docker_client())
 

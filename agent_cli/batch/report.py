@@ -14,7 +14,9 @@ from typing import Any
 import jinja2
 
 from agent_cli.batch.journal import JOURNAL, read_journal
-from agent_cli.batch.results import STATUSES, TaskResult, read_result
+from agent_cli.batch.results import STATUSES, PullSeen, TaskResult, read_pull, read_result
+from agent_cli.model import Usage
+from agent_cli.ui import format_tokens
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_SHOWN_CHARS = 4_000  # of one action or observation in report.html
@@ -37,6 +39,7 @@ class Row:
     result: TaskResult | None
     steps: list[Step] = field(default_factory=list)
     diff: str = ""
+    pull: PullSeen | None = None  # its pull request (batch publish), as last seen
 
     @property
     def files(self) -> int:
@@ -59,6 +62,11 @@ class Summary:
     name: str
     out: Path
     rows: list[Row]
+    github: dict[str, str] = field(default_factory=dict)  # task id -> the spec's `github: OWNER/NAME`
+
+    @property
+    def published(self) -> bool:
+        return any(row.pull is not None for row in self.rows)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -71,6 +79,15 @@ class Summary:
     def cost(self) -> float:
         return sum((row.result.cost or 0.0) for row in self.rows if row.result)
 
+    @property
+    def tokens(self) -> str:
+        """Every task's tokens in and out, with the share read from the prompt cache."""
+        total = Usage()
+        for row in self.rows:
+            if row.result:
+                total.add(row.result.usage)
+        return format_tokens(total)
+
 
 def summarise(out: Path, *, details: bool = False) -> Summary:
     """Every task of the batch's latest run, in spec order, with its latest result."""
@@ -78,21 +95,21 @@ def summarise(out: Path, *, details: bool = False) -> Summary:
     if not journal.is_file():
         raise FileNotFoundError(journal)
     state = read_journal(out)
-    name, order = _latest_run(journal)
+    name, order, github = _latest_run(journal)
     rows = []
     for task_id in order:
         folder = out / "tasks" / task_id
         result = read_result(folder)
         attempts = state.started.get(task_id, 0)
         if result is None or result.attempt < attempts:
-            rows.append(Row(task_id, RUNNING if attempts else WAITING, result))
+            rows.append(Row(task_id, RUNNING if attempts else WAITING, result, pull=read_pull(folder)))
             continue
-        row = Row(task_id, result.status, result)
+        row = Row(task_id, result.status, result, pull=read_pull(folder))
         if details:
             row.steps = read_steps(folder / "trajectory.jsonl", _shown_candidate(result))
             row.diff = _read(folder / "patch.diff", MAX_DIFF_CHARS)
         rows.append(row)
-    return Summary(name, out, rows)
+    return Summary(name, out, rows, github)
 
 
 def write_reports(out: Path) -> Path:
@@ -104,6 +121,11 @@ def write_reports(out: Path) -> Path:
     html = _templates().get_template("report.html.j2").render(s=summary)
     (out / "report.html").write_text(html, encoding="utf-8")
     return out / "report.md"
+
+
+def render_pull_body(**context: Any) -> str:
+    """A published task's pull request body (templates/pull.md.j2)."""
+    return _templates().get_template("pull.md.j2").render(**context)
 
 
 def read_steps(trajectory: Path, candidate: int | None = None) -> list[Step]:
@@ -139,16 +161,17 @@ def _shown_candidate(result: TaskResult) -> int | None:
     return won[0] if won else result.candidates[0]["number"]
 
 
-def _latest_run(journal: Path) -> tuple[str, list[str]]:
-    name, order = "", []
+def _latest_run(journal: Path) -> tuple[str, list[str], dict[str, str]]:
+    """The name, the tasks and their `github:` of the batch's latest run."""
+    name, order, github = "", [], {}
     for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             entry: dict[str, Any] = json.loads(line)
         except ValueError:
             continue
         if entry.get("event") == "run":
-            name, order = entry["name"], list(entry["tasks"])
-    return name, order
+            name, order, github = entry["name"], list(entry["tasks"]), dict(entry.get("github") or {})
+    return name, order, github
 
 
 def _cut(text: str) -> str:

@@ -182,3 +182,10 @@ def identity(root: Path) -> tuple[str, str]:
         ) from None
     match = re.match(r"(.*) <(.*)>", ident)
     return (match.group(1), match.group(2)) if match else ("actsmith", "actsmith@localhost")
+
+
+def diff_stat(root: Path, base: str, tip: str) -> str:
+    """What the task's branch changed, file by file (`git diff --stat`)."""
+    if not base or base == tip:
+        return ""
+    return git(root, "diff", "--stat=100", "--no-color", base, tip).decode("utf-8", "replace")

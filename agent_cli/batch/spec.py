@@ -9,6 +9,7 @@ settings they run with. Every problem is one line naming the field, raised befor
         repo: ../billing                    # a local path (relative to this file) or a git URL
         task: "Remove the six dependency"
         model: replay:replays/billing.yaml  # any setting, for this task
+        github: acme/billing                # where `batch publish` opens its pull request
     # or: task: "..." with repos: [../billing, https://example.org/team/auth.git]
 """
 
@@ -32,11 +33,13 @@ MANAGED = {
     "trajectory": "each task's trajectory is DIR/tasks/<id>/trajectory.jsonl",
 }
 TASK_KEYS = ("id", "repo", "task")
+OPTIONAL_TASK_KEYS = ("github",)
 BATCH_KEYS = ("name", "tasks", "task", "repos", "max_cost_total")
 MODEL_SETTINGS = ("model", "summary_model", "test_designer_model", "candidate_models")
 # One path component of a git ref, readable in a shell: what names and ids may be.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/:\s]+@[^/:\s]+:")
+GITHUB_REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class TaskSpec:
     task: str
     settings: dict[str, Any]  # the batch's settings with this task's over them, already checked
     field: str  # where it was declared (tasks[2], repos[0]): errors name it
+    github: str | None = None  # OWNER/NAME its pull request goes to (default: from its origin)
 
     @property
     def id_field(self) -> str:
@@ -134,9 +138,10 @@ def _explicit_tasks(path: Path, entries: Any, shared: dict[str, Any]) -> list[Ta
             if not isinstance(entry.get(key), str) or not entry[key].strip():
                 raise UsageError(f"{path}: {field}.{key}: missing (a task needs id, repo and task)")
         task_id = _task_id(path, f"{field}.id", entry["id"])
-        settings = {**shared, **_settings(path, entry, f"{field}.", exclude=TASK_KEYS)}
+        settings = {**shared, **_settings(path, entry, f"{field}.", exclude=TASK_KEYS + OPTIONAL_TASK_KEYS)}
         repo = _repo(path, f"{field}.repo", entry["repo"])
-        tasks.append(TaskSpec(task_id, repo, entry["task"], settings, field))
+        github = _github(path, f"{field}.github", entry.get("github"))
+        tasks.append(TaskSpec(task_id, repo, entry["task"], settings, field, github))
     return tasks
 
 
@@ -164,6 +169,14 @@ def _task_id(path: Path, field: str, value: str) -> str:
             f"{path}: {field}: {value!r} cannot be a task id: use letters, digits, '.', '_' and '-' "
             f"(it names the branch {BRANCH_ROOT}/<name>/<id>)"
         )
+    return value
+
+
+def _github(path: Path, field: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not GITHUB_REPOSITORY.fullmatch(value):
+        raise UsageError(f"{path}: {field}: {value!r} is not a GitHub repository OWNER/NAME")
     return value
 
 

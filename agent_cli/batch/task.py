@@ -20,9 +20,11 @@ from agent_cli.batch.gate import GateService, TaskGate
 from agent_cli.cancel import CancelToken
 from agent_cli.candidates import open_session
 from agent_cli.candidates.events import Untagged
-from agent_cli.errors import ActsmithError, ModelError
+from agent_cli.errors import ActsmithError
 from agent_cli.events import EventStream
 from agent_cli.gitops import GitError, git
+from agent_cli.model import Usage
+from agent_cli.outcome import Category, Status, TestOutcome
 from agent_cli.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -47,18 +49,19 @@ class TaskJob:
 class TaskRun:
     """How a task's session ended, before the driver turns it into a result."""
 
-    session_status: str
+    session_status: Status
+    category: Category
     exit_code: int
     message: str
     summary: str | None
     steps: int
     cost: float | None
-    tests_state: str
-    tests: str
+    tests: TestOutcome | None
     tip: str  # the branch's commit after the task
     wall_s: float
     node: str
     refused: bool  # the batch's cost cap refused one of its model calls
+    usage: Usage = field(default_factory=Usage)  # tokens of every model call, cache reads and writes too
     candidates: list[dict[str, Any]] = field(default_factory=list)  # with `candidates`: every attempt
 
 
@@ -86,33 +89,29 @@ def run_task(
         task=job.task,
         gate=task_gate,
     )
-    opened_with: ActsmithError | None = None
     try:
         with session:
             session.run(job.task)
-    except ActsmithError as error:  # it could not open; the session recorded why and closed
-        opened_with = error
+    except ActsmithError:  # it could not open; the session recorded why (its outcome) and closed
+        pass
     finally:
         gate.release(job.id)
     outcome = session.outcome
     assert outcome is not None
-    status = outcome.status
-    if status == "error" and isinstance(opened_with, ModelError):
-        status = "model_error"  # a key refused, a model unknown: the model's failure, not the machine's
-    tests = outcome.tests
     return TaskRun(
-        session_status=status,
+        session_status=outcome.status,
+        category=outcome.category,
         exit_code=outcome.exit_code,
         message=outcome.message,
         summary=outcome.summary,
         steps=outcome.steps,
         cost=outcome.usage.cost if outcome.usage is not None else 0.0,
-        tests_state=getattr(tests, "state", "none"),
-        tests=getattr(tests, "text", ""),
+        tests=outcome.tests,
         tip=repos.branch_tip(workspace.root, job.branch) or job.base,
         wall_s=round(time.monotonic() - started, 3),
         node=node or socket.gethostname(),
         refused=task_gate.refused,
+        usage=outcome.usage or Usage(),
         candidates=[asdict(candidate) for candidate in outcome.candidates or []],
     )
 
@@ -131,11 +130,15 @@ def drop_stale_worktrees(workspace: Workspace, branch: str) -> None:
     git(workspace.root, "worktree", "prune", exact=False)
 
 
-def prepare_environment_ahead(settings: Settings, repo: Path, commit: str, events: EventStream) -> None:
+def prepare_environment_ahead(
+    settings: Settings, repo: Path, commit: str, events: EventStream, cancel: CancelToken | None = None
+) -> None:
     """Build (or find) the environment image a task's sandbox will start from, from the files at
-    `commit`, while other tasks run: its session then finds it at the cost of one API call."""
+    `commit`, while other tasks run: its session then finds it at the cost of one API call (or,
+    when no detected setup could install, falls back at once: the failures are remembered)."""
     from agent_cli.sandbox import SandboxRequest
-    from agent_cli.sandbox.docker_sandbox import docker_client, image_for
+    from agent_cli.sandbox.docker_sandbox import image_for
+    from agent_cli.sandbox.identity import docker_client
     from agent_cli.setup import prepare_environment
     from agent_cli.testing.execute import snapshot_tar
 
@@ -145,5 +148,5 @@ def prepare_environment_ahead(settings: Settings, repo: Path, commit: str, event
     with tempfile.TemporaryDirectory(prefix="actsmith-batch-env-") as folder:
         with tarfile.open(fileobj=io.BytesIO(snapshot)) as archive:
             archive.extractall(folder, filter="data")
-        request = SandboxRequest(Path(folder), repo, lambda: snapshot)
+        request = SandboxRequest(Path(folder), repo, lambda: snapshot, cancel=cancel)
         prepare_environment(client, image, settings, request, events)

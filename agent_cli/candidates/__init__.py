@@ -29,8 +29,10 @@ def wants_candidates(settings: Settings) -> bool:
 
 def open_session(settings: Settings, workspace: Workspace, **options: Any) -> Session | CandidatesRun:
     """What a front end drives for one task: a Session, or a CandidatesRun when the settings ask for
-    several attempts or designed tests. Both take the same options and end with `outcome`."""
-    if wants_candidates(settings):
+    several attempts or designed tests (a plan is one read-only session whatever they say). Both take
+    the same options and end with `outcome`."""
+    if wants_candidates(settings) and not options.get("plan"):
+        options.pop("plan", None)
         from agent_cli.candidates.runner import CandidatesRun
 
         return CandidatesRun(settings, workspace, **options)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_cli.candidates.gitrefs import commit_tree, read_file
-from agent_cli.checkpoints import blobs, tree_with
+from agent_cli.checkpoints import IDENTITY, blobs, tree_with
 from agent_cli.repomap.graph import is_test_file
 from agent_cli.templates import render
 from agent_cli.testing.detect import configured_command, detect_test_command
@@ -55,7 +55,7 @@ def commit_designed(root: Path, base: str, base_tree: str, tip: str, files: list
     """The base with the designed tests: the commit every attempt starts from."""
     tree = tree_with(root, base_tree, tip, files)
     message = render("designed_tests_commit", task=" ".join(task.split()), files=files)
-    return commit_tree(root, tree, base, message, ours=True)
+    return commit_tree(root, tree, base, message, IDENTITY)  # scratch work, by actsmith
 
 
 def save_copies(root: Path, tip: str, files: list[str], folder: Path) -> None:

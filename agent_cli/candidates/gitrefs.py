@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent_cli.batch.repos import branch_tip
-from agent_cli.checkpoints import IDENTITY, blobs
+from agent_cli.checkpoints import blobs
 from agent_cli.errors import UsageError
 from agent_cli.gitops import GitError, git
 from agent_cli.workspace import BRANCH_PREFIX, RUN_REF_PREFIX, WORKTREE_ATTEMPTS, Workspace, slugify
@@ -71,10 +71,9 @@ def tree_of(root: Path, commit: str) -> str:
     return git(root, "rev-parse", f"{commit}^{{tree}}").decode().strip()
 
 
-def commit_tree(root: Path, tree: str, parent: str, message: str, *, ours: bool) -> str:
-    """A commit of `tree` on `parent`, by actsmith (`ours`: scratch work) or by the user."""
-    env = IDENTITY if ours else None
-    return git(root, "commit-tree", tree, "-p", parent, env=env, input=message.encode()).decode().strip()
+def commit_tree(root: Path, tree: str, parent: str, message: str, identity: dict[str, str] | None) -> str:
+    """A commit of `tree` on `parent`, by `identity` (GIT_AUTHOR_*...; None: git's own config)."""
+    return git(root, "commit-tree", tree, "-p", parent, env=identity, input=message.encode()).decode().strip()
 
 
 def lines_changed(root: Path, before: str, after: str) -> int:

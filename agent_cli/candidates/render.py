@@ -6,6 +6,7 @@ and the batch report."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +171,10 @@ class CandidatesView:
         self.console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
+def _code(text: str) -> str:
+    return f"`{text.replace('`', chr(39))}`"
+
+
 def candidates_table(candidates: list[Any]) -> Group:
     """How each attempt did, then a line each on the choice: the one applied first."""
     table = Table(title="candidates", title_justify="left", box=None, padding=(0, 1), header_style="bold")
@@ -195,5 +200,7 @@ def candidates_table(candidates: list[Any]) -> Group:
     return Group(table, *lines)
 
 
-def markdown_table(candidates: list[Any]) -> str:
-    return render("candidates_table", candidates=candidates)
+def markdown_table(
+    candidates: list[Any], *, show: Callable[[str], str] = str, code: Callable[[str], str] = _code
+) -> str:
+    return render("candidates_table", candidates=candidates, show=show, code=code)

@@ -45,6 +45,7 @@ from agent_cli.errors import EXIT_INTERRUPTED, EXIT_OK, ActsmithError, UsageErro
 from agent_cli.events import Ended, EventStream, Failed, Interrupted
 from agent_cli.gitops import GitError
 from agent_cli.model import Usage, check_credentials
+from agent_cli.outcome import Category, Status
 from agent_cli.session import Session, require_task
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor, Trajectory
@@ -126,6 +127,8 @@ class CandidatesRun:
         branch: str | None = None,
         task: str | None = None,
         gate: ModelGate | None = None,
+        api_key: str | None = None,
+        identity: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.workspace = workspace
@@ -133,6 +136,9 @@ class CandidatesRun:
         self.events = events or EventStream()
         self.cancel = cancel or CancelToken()
         self.redactor = Redactor()  # shared with every attempt's session (a front end adds its secrets)
+        self.api_key = api_key  # lent to every attempt's models, as to a Session's
+        self.identity = identity  # GIT_AUTHOR_*/GIT_COMMITTER_* for the commits, as a Session's
+        self.redactor.add(api_key, "api_key")
         self.plans = plan_candidates(settings)
         self._factory = sandbox_factory
         self._branch = branch
@@ -179,7 +185,7 @@ class CandidatesRun:
             try:
                 if self.workspace.head() is None:
                     raise UsageError("--candidates needs a commit to start the attempts' worktrees from")
-                self.workspace.check_identity()  # every attempt commits its work on its own branch
+                self.workspace.check_identity(self.identity)  # each attempt commits on its own branch
                 if not settings.worktree:
                     self.lock = self.workspace.lock_in_place()
                 self.run_id = self.workspace.reserve_run_id(self.label)
@@ -207,7 +213,7 @@ class CandidatesRun:
 
     def _check_models(self) -> None:
         for model in models_of(self.settings):
-            check_credentials(model, api_base=self.settings.api_base)
+            check_credentials(model, api_base=self.settings.api_base, api_key=self.api_key)
 
     def _open_trajectory(self) -> None:
         path = self.settings.trajectory or self.workspace.run_dir(self.run_id) / "trajectory.jsonl"
@@ -234,7 +240,7 @@ class CandidatesRun:
     def close(self, error: BaseException | None = None) -> Ended | None:
         if self.outcome is not None:
             return self.outcome
-        status, exit_code, message = self._final_status(error)
+        status, message = self._final_status(error)
         if isinstance(error, KeyboardInterrupt | Cancelled):
             self.events.emit(Interrupted())
         elif isinstance(error, ActsmithError):
@@ -244,10 +250,10 @@ class CandidatesRun:
         final_tree = final.tree if final else None
         not_committed = None
         if final_tree and self.settings.commit:
-            not_committed = self._commit_in_place(exit_code, final_tree)
+            not_committed = self._commit_in_place(status, final_tree)
         if self.lock is not None:
             self.lock.release()
-        self.outcome = self._ended(status, exit_code, message, final_tree, not_committed)
+        self.outcome = self._ended(status, message, final_tree, not_committed)
         if self.base is not None:  # a run that never started has nothing to report
             self._write_record()
             self.events.emit(self.outcome)
@@ -256,37 +262,40 @@ class CandidatesRun:
             self.trajectory.close()
         return self.outcome
 
-    def _final_status(self, error: BaseException | None) -> tuple[str, int, str]:
-        if isinstance(error, KeyboardInterrupt | Cancelled) or self.cancel.cancelled:
-            return "interrupted", EXIT_INTERRUPTED, "interrupted"
-        if isinstance(error, ActsmithError):
-            return "error", error.exit_code, str(error)
-        if error is not None:
-            return "error", 1, f"{type(error).__name__}: {error}"
+    def _final_status(self, error: BaseException | None) -> tuple[Status, str]:
+        """The run's status: the error that ended it, else the winner's, else the closest attempt's."""
+        if error is not None or self.cancel.cancelled:
+            status = Status.INTERRUPTED if error is None else Status.of_error(error)
+            if status is Status.INTERRUPTED:
+                return status, "interrupted"
+            return status, str(error) if isinstance(
+                error, ActsmithError
+            ) else f"{type(error).__name__}: {error}"
         choice = self.choice
         if choice is None or choice.closest is None:
-            return "error", 2, "the run ended before any candidate"
+            return Status.ERROR, "the run ended before any candidate"
         count = len(self.candidates)
         if choice.winner is not None:
             won = choice.winner
-            return won.status, EXIT_OK, f"candidate {won.number} of {count} applied: {won.why}"
+            return Status(won.status), f"candidate {won.number} of {count} applied: {won.why}"
         closest = choice.closest
-        if closest.tier == TIERS["no_change"]:
-            return closest.status, closest.exit_code, f"no candidate changed anything: {closest.message}"
+        if closest.tier == TIERS[Category.NO_CHANGE]:
+            return Status(closest.status), f"no candidate changed anything: {closest.message}"
         return (
-            closest.status,
-            closest.exit_code,
+            Status(closest.status),
             f"nothing applied: no candidate had a change the gate accepted; the closest, #{closest.number} "
             f"({closest.model}), ended {closest.category}: {closest.message}",
         )
 
-    def _commit_in_place(self, exit_code: int, final_tree: str) -> str | None:
+    def _commit_in_place(self, status: Status, final_tree: str) -> str | None:
         """--commit: the applied change on the user's branch, when the run succeeded."""
         assert self.base is not None
-        if exit_code != EXIT_OK:
+        if status.exit_code != EXIT_OK:
             return "nothing was applied; nothing to commit"
         try:
-            self.commit = self.workspace.commit_run(self.base.tree, final_tree, self._commit_message())
+            self.commit = self.workspace.commit_run(
+                self.base.tree, final_tree, self._commit_message(), identity=self.identity
+            )
         except ActsmithError as problem:
             return str(problem)
         return None
@@ -302,7 +311,7 @@ class CandidatesRun:
         )
 
     def _ended(
-        self, status: str, exit_code: int, message: str, final_tree: str | None, not_committed: str | None
+        self, status: Status, message: str, final_tree: str | None, not_committed: str | None
     ) -> Ended:
         base, workspace = self.base, self.workspace
         after = final_tree or (gitrefs.tree_of(workspace.root, self.commit) if self.commit else None)
@@ -311,7 +320,8 @@ class CandidatesRun:
         return Ended(
             run_id=self.run_id,
             status=status,
-            exit_code=exit_code,
+            category=status.category(bool(changed)),
+            exit_code=status.exit_code,
             message=message,
             summary=chosen.summary if chosen else None,
             steps=self.steps,
@@ -437,7 +447,7 @@ class CandidatesRun:
         self._count(ended)
         root = self.workspace.root
         files = self.workspace.changed_files(start, tip) if tip else []
-        outcome = read_outcome(ended, bool(files))
+        outcome = read_outcome(ended)
         candidate.status, candidate.category, candidate.exit_code = (
             outcome.status,
             outcome.category,
@@ -490,6 +500,8 @@ class CandidatesRun:
             branch=branch,
             task=text,
             gate=inner if self._outer_gate is None else ChainedGate(inner, self._outer_gate),
+            api_key=self.api_key,
+            identity=self.identity,
         )
         session.redactor = self.redactor
         return session, branch
@@ -554,7 +566,7 @@ class CandidatesRun:
             return
         assert self.branch is not None
         tree = tree_with(root, self.base.tree, winner.commit, paths)
-        commit = gitrefs.commit_tree(root, tree, self.base.commit, self._commit_message(), ours=False)
+        commit = gitrefs.commit_tree(root, tree, self.base.commit, self._commit_message(), self.identity)
         gitrefs.move_branch(root, self.branch, commit, self.base.commit)
         self.commit = commit
 

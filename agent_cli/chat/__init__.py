@@ -10,27 +10,23 @@ The conversation is saved after every turn, so `--resume` goes on with it in a n
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent_cli.chat.turns import Turns
-from agent_cli.context import Conversation
-from agent_cli.templates import render
+from agent_cli.errors import UsageError
+from agent_cli.safe_paths import read_text, write_atomic
+from agent_cli.session import ConversationState
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from agent_cli.agent import Agent, TurnResult
+    from agent_cli.outcome import TurnResult
     from agent_cli.session import Session
     from agent_cli.workspace import Workspace
 
 CHAT_DIR = Path(".actsmith") / "chat"
-
-
-def saved_path(workspace: Workspace) -> Path:
-    return workspace.root / CHAT_DIR / "session.json"
+SAVED = CHAT_DIR / "session.json"  # in the mount: read and written through safe_paths
 
 
 @dataclass
@@ -38,76 +34,64 @@ class Saved:
     """What --resume needs: the trajectory to go on writing, and the conversation."""
 
     trajectory: str
-    conversation: list[dict]
-    last_step_number: int
-    requests: list[str]
+    state: ConversationState
 
     @classmethod
     def load(cls, workspace: Workspace) -> Saved | None:
         try:
-            data = json.loads(saved_path(workspace).read_text())
-            return cls(
-                data["trajectory"], data["conversation"], int(data["last_step_number"]), data["requests"]
-            )
+            data = json.loads(read_text(workspace.root, SAVED))
+            state = ConversationState(data["conversation"], int(data["last_step_number"]), data["requests"])
+            return cls(data["trajectory"], state)
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def save(self, workspace: Workspace) -> None:
-        path = saved_path(workspace)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.__dict__))
-        os.replace(temporary, path)  # never half written, whatever stops us
+        state = self.state
+        data = {
+            "trajectory": self.trajectory,
+            "conversation": state.conversation,
+            "last_step_number": state.last_step_number,
+            "requests": state.requests,
+        }
+        try:
+            write_atomic(workspace.root, SAVED, json.dumps(data).encode())  # never half written
+        except OSError as error:
+            raise UsageError(f"cannot save the conversation in {SAVED}: {error}") from None
 
 
 @dataclass
 class Chat:
+    """The chat's side of the conversation: the session does the work; this keeps it saved."""
+
     session: Session
     console: Console
-    turns: Turns = field(init=False)
-    requests: list[str] = field(default_factory=list)  # the user's requests, for commit messages
-    committed: str | None = None  # the tree of the last /commit: the next commits what came after
-
-    def __post_init__(self) -> None:
-        self.turns = Turns(self.session)
-
-    @property
-    def agent(self) -> Agent:
-        assert self.session.agent is not None
-        return self.session.agent
 
     def resume(self, saved: Saved) -> None:
         """Go on with a saved conversation, in this new sandbox."""
-        self.agent.conversation = Conversation.from_data(saved.conversation)
-        self.agent.last_step_number = saved.last_step_number
-        self.requests = list(saved.requests)
-        self.agent.note(render("resumed"))
+        self.session.resume(saved.state)
 
     def ask(self, message: str) -> TurnResult:
-        """One turn: the user's changes since the last one are named first, then the agent works."""
-        self.session.cancel.reset()
-        changes = self.turns.begin()
-        if changes:
-            self.agent.note(render("user_edits", files=changes))
-        self.requests.append(message)
-        if self.agent.conversation.started:
-            result = self.session.continue_(message)
-        else:
-            result = self.session.run(message)
-        self.turns.end()
+        result = self.session.ask(message)
+        self.save()
+        return result
+
+    def plan(self, message: str) -> TurnResult:
+        result = self.session.plan_turn(message)
+        self.save()
+        return result
+
+    def carry_out(self, note: str) -> TurnResult:
+        result = self.session.carry_out(note)
         self.save()
         return result
 
     def clear(self) -> None:
         """Forget the conversation; the files and the interpreter stay."""
-        self.agent.conversation = Conversation()
+        self.session.clear()
         self.save()
 
     def save(self) -> None:
         trajectory = self.session.trajectory
-        Saved(
-            str(trajectory.path) if trajectory else "",
-            self.agent.conversation.to_data(),
-            self.agent.last_step_number,
-            self.requests,
-        ).save(self.session.workspace)
+        Saved(str(trajectory.path) if trajectory else "", self.session.conversation_state()).save(
+            self.session.workspace
+        )

@@ -10,9 +10,8 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from agent_cli.errors import ActsmithError, UsageError
-from agent_cli.sandbox import RunTests
-from agent_cli.templates import render
+from agent_cli.chat.shown import show
+from agent_cli.errors import ActsmithError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -42,7 +41,7 @@ def show_help(chat: Chat, argument: str, console: Console) -> bool:
 
 def show_diff(chat: Chat, argument: str, console: Console) -> bool:
     last_turn = argument.strip() == "turn"
-    text = chat.turns.diff(last_turn=last_turn)
+    text = chat.session.diff(last_turn=last_turn)
     if not text:
         console.print("no changes" + (" in the last turn" if last_turn else " in this session"))
     else:
@@ -51,31 +50,39 @@ def show_diff(chat: Chat, argument: str, console: Console) -> bool:
 
 
 def undo_turn(chat: Chat, argument: str, console: Console) -> bool:
-    undone = chat.turns.undo()
+    undone = chat.session.undo_turn()
     if undone is None:
         console.print("no turn to undo")
         return True
-    if undone.restored:
+    if undone.paths:
         console.print(
-            f"restored {len(undone.restored)} file(s) as they were before the last turn: {', '.join(undone.restored)}"
+            f"restored {len(undone.paths)} file(s) as they were before the last turn: {', '.join(undone.paths)}"
         )
     else:
         console.print("nothing restored")
     if undone.kept:
         console.print(f"left alone (you edited them since): {', '.join(undone.kept)}", style="yellow")
-    chat.agent.note(render("user_undid", restored=undone.restored, kept=undone.kept))
     chat.save()
     return True
 
 
-def run_tests(chat: Chat, argument: str, console: Console) -> bool:
-    tests = chat.session.tests
-    if tests is None:
-        console.print("no test runner in this session")
+def plan(chat: Chat, argument: str, console: Console) -> bool:
+    if not argument.strip():
+        console.print("usage: /plan TEXT (the model plans in a read-only sandbox; /go carries the plan out)")
         return True
-    with chat.session.cancel.watching():
-        verdict = tests.check(chat.agent.last_step_number, RunTests(), chat.session.settings.test_timeout)
-    console.print(verdict.report, markup=False, highlight=False)
+    result = chat.plan(argument)
+    show(console, result, plan=True)
+    return True
+
+
+def go(chat: Chat, argument: str, console: Console) -> bool:
+    show(console, chat.carry_out(argument))
+    return True
+
+
+def run_tests(chat: Chat, argument: str, console: Console) -> bool:
+    report = chat.session.run_tests()
+    console.print(report or "no test runner in this session", markup=False, highlight=False)
     return True
 
 
@@ -84,29 +91,21 @@ def run_command(chat: Chat, argument: str, console: Console) -> bool:
     if not command:
         console.print("usage: /run CMD (a shell command, run in the sandbox)")
         return True
-    sandbox = chat.session.sandbox
-    assert sandbox is not None
-    with chat.session.cancel.on_cancel(sandbox.interrupt):
-        observation = sandbox.run(f"sh({command!r})", chat.session.settings.action_timeout)
+    observation = chat.session.run_command(command)
     output = (observation.stdout + observation.stderr).rstrip("\n")
     console.print(output or "(no output)", markup=False, highlight=False)
     if observation.error:
         console.print(observation.error.rstrip(), style="red", markup=False, highlight=False)
-    chat.agent.note(render("user_ran", command=command, output=output, error=observation.error))
     return True
 
 
 def switch_model(chat: Chat, argument: str, console: Console) -> bool:
-    from agent_cli.model import check_credentials, make_model
-
     name = argument.strip()
     if not name:
-        console.print(f"model: {chat.agent.model.name} (switch with /model NAME)")
+        console.print(f"model: {chat.session.model_name} (switch with /model NAME)")
         return True
-    settings = chat.session.settings
     try:
-        check_credentials(name, api_base=settings.api_base)
-        chat.agent.model = make_model(name, api_base=settings.api_base, timeout=settings.model_timeout)
+        chat.session.switch_model(name)
     except ActsmithError as error:
         console.print(f"[red]{escape(str(error))}[/]")
         return True
@@ -115,12 +114,13 @@ def switch_model(chat: Chat, argument: str, console: Console) -> bool:
 
 
 def show_cost(chat: Chat, argument: str, console: Console) -> bool:
-    from agent_cli.ui import format_cost
+    from agent_cli.ui import format_cost, format_tokens
 
-    usage = chat.agent.usage
+    session = chat.session
+    usage = session.usage
     console.print(
-        f"{usage.prompt_tokens:,} tokens in, {usage.completion_tokens:,} out, {format_cost(usage.cost)} "
-        f"({chat.agent.turn} turn(s), {len(chat.agent.steps)} step(s))"
+        f"{format_tokens(usage)}, {format_cost(usage.cost)} "
+        f"({session.turn_count} turn(s), {session.step_count} step(s))"
     )
     return True
 
@@ -132,28 +132,15 @@ def clear(chat: Chat, argument: str, console: Console) -> bool:
 
 
 def commit(chat: Chat, argument: str, console: Console) -> bool:
-    session = chat.session
-    ledger = session.ledger
-    assert ledger is not None
     try:
-        session.workspace.check_identity()
-    except UsageError as error:
+        made = chat.session.commit(argument)
+    except ActsmithError as error:
         console.print(f"[red]{escape(str(error))}[/]")
         return True
-    now = ledger.checkpoints.snapshot()
-    message = render(
-        "chat_commit",
-        requests=chat.requests,
-        ledger=ledger.view(),
-        run_id=session.run_id,
-        summary=argument.strip(),
-    )
-    made = session.target.commit_run(chat.committed or ledger.base_tree, now, message.strip() + "\n")
     if made is None:
         console.print("nothing to commit")
         return True
-    chat.committed = now
-    console.print(f"committed {made[:12]}: {message.splitlines()[0]}")
+    console.print(f"committed {made.commit[:12]}: {made.subject}")
     return True
 
 
@@ -166,6 +153,8 @@ COMMANDS: dict[str, Command] = {
     "diff": Command("/diff [turn]", "the session's changes, or the last turn's", show_diff),
     "undo": Command("/undo", "undo the last turn's changes (files you edited since stay)", undo_turn),
     "test": Command("/test", "run the tests and show the report", run_tests),
+    "plan": Command("/plan TEXT", "plan only: the repository is read-only for this turn", plan),
+    "go": Command("/go [NOTE]", "carry out the last plan, with write access", go),
     "run": Command(
         "/run CMD", "run a shell command in the sandbox (the model sees it next turn)", run_command
     ),

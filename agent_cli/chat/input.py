@@ -3,14 +3,18 @@ several lines, a history kept per repository, completion of slash commands and o
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 from collections.abc import Iterable
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory
+from prompt_toolkit.history import History
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+from agent_cli.safe_paths import open_file, read_text
 
 PROMPT = "actsmith> "
 
@@ -53,12 +57,43 @@ def key_bindings() -> KeyBindings:
     return bindings
 
 
-def input_session(history: Path, commands: dict[str, str], root: Path) -> PromptSession[str]:
-    history.parent.mkdir(parents=True, exist_ok=True)
+class RepositoryHistory(History):
+    """The input history in a file of the repository, in prompt_toolkit's FileHistory format,
+    opened through safe_paths: the sandbox could have replaced the file (or a folder above it) with
+    a link to a file of the user's. A history that cannot be read or written is simply not kept."""
+
+    def __init__(self, root: Path, relative: str):
+        super().__init__()
+        self.root = root
+        self.relative = relative
+
+    def load_history_strings(self) -> Iterable[str]:
+        try:
+            text = read_text(self.root, self.relative)
+        except OSError:
+            return []
+        entries: list[str] = []
+        lines: list[str] = []
+        for line in [*text.splitlines(keepends=True), "\n"]:
+            if line.startswith("+"):
+                lines.append(line[1:])
+            elif lines:  # a comment or blank line ends an entry
+                entries.append("".join(lines)[:-1])
+                lines = []
+        return reversed(entries)  # newest first
+
+    def store_string(self, string: str) -> None:
+        entry = f"\n# {datetime.datetime.now()}\n" + "".join(f"+{line}\n" for line in string.split("\n"))
+        with contextlib.suppress(OSError), open_file(self.root, self.relative, "ab") as out:
+            out.write(entry.encode("utf-8", errors="replace"))
+
+
+def input_session(root: Path, history: str, commands: dict[str, str], workdir: Path) -> PromptSession[str]:
+    """The prompt; `history` is its file, relative to the repository `root`."""
     return PromptSession(
         PROMPT,
-        history=FileHistory(str(history)),
-        completer=ChatCompleter(commands, root),
+        history=RepositoryHistory(root, history),
+        completer=ChatCompleter(commands, workdir),
         complete_while_typing=False,
         key_bindings=key_bindings(),
         multiline=False,

@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
-from rich.panel import Panel
-from rich.text import Text
 
+from agent_cli.chat import CHAT_DIR
 from agent_cli.chat.commands import COMMANDS, dispatch
 from agent_cli.chat.input import input_session
+from agent_cli.chat.shown import show
 from agent_cli.errors import ActsmithError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from agent_cli.agent import TurnResult
     from agent_cli.chat import Chat
 
 HISTORY = "history"
@@ -24,10 +23,8 @@ HISTORY = "history"
 def chat_loop(chat: Chat, console: Console) -> None:
     session = chat.session
     commands = {name: command.help for name, command in COMMANDS.items()}
-    prompt = input_session(
-        session.workspace.root / ".actsmith" / "chat" / HISTORY, commands, session.target.root
-    )
-    model = chat.agent.model.name
+    prompt = input_session(session.workspace.root, f"{CHAT_DIR}/{HISTORY}", commands, session.target.root)
+    model = session.model_name
     console.print(f"actsmith chat in {session.target.root} · model {model} · /help for commands", style="dim")
     interrupts = 0
     while True:
@@ -55,17 +52,3 @@ def chat_loop(chat: Chat, console: Console) -> None:
             console.print(f"[bold red]error:[/] {escape(str(error))}")
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
-
-
-def show(console: Console, result: TurnResult) -> None:
-    """How a turn ended: the agent's summary, or why it stopped."""
-    steps = f"{len(result.steps)} step{'s' if len(result.steps) != 1 else ''}"
-    if result.status in ("finished", "finished_untested"):
-        style = "green" if result.status == "finished" else "yellow"
-        console.print(Panel(Text(result.summary or "(no summary)"), border_style=style, title="done"))
-        note = "" if result.status == "finished" else f" · {result.message}"
-        console.print(f"{steps}{note} · /diff turn to look, /undo to take it back", style="dim")
-    elif result.status == "interrupted":
-        console.print(f"[yellow]stopped after {steps}: the sandbox and its variables are kept[/]")
-    else:
-        console.print(f"[yellow]{escape(result.status)} after {steps}: {escape(result.message)}[/]")

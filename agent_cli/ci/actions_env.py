@@ -1,10 +1,15 @@
-"""The GitHub Actions job around `actsmith ci`: the standard GITHUB_* variables it reads, and the two
-files it writes back (the step summary and the step outputs)."""
+"""The GitHub Actions job around `actsmith ci`: the standard GITHUB_* variables it reads, the two
+files it writes back (the step summary and the step outputs), and its log, where workflow commands
+are turned off while the run prints."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +91,25 @@ class ActionsEnv:
         with self.output.open("a", encoding="utf-8") as file:
             for name, value in values.items():
                 file.write(f"{name}={' '.join(value.split())}\n")
+
+
+@contextlib.contextmanager
+def workflow_commands_stopped(environ: dict[str, str]) -> Iterator[None]:
+    """In Actions, the runner obeys any line of a step's output that starts with `::` (set an output,
+    mask, add a path, an annotation); the run prints what the model and the repository's code print.
+    `::stop-commands::<token>` makes the runner ignore them until `::<token>::`, and the token is
+    random, printed only here: nothing the run prints can guess it to turn commands back on."""
+    if environ.get("GITHUB_ACTIONS") != "true":
+        yield
+        return
+    token = secrets.token_hex(16)
+    sys.stderr.flush()
+    print(f"::stop-commands::{token}", flush=True)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        print(f"::{token}::", flush=True)
 
 
 def _path(value: str | None) -> Path | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from agent_cli import syntax
+from agent_cli.safe_paths import Folders
 from agent_cli.syntax import Definition, FileTags
 
 MAX_FILE_BYTES = 1_000_000  # bigger source files are data or generated code
@@ -104,10 +105,11 @@ def content_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def read(root: Path, path: str) -> tuple[StatRecord, bytes] | None:
-    """The file's bytes and its stat record (taken from the same open file)."""
+def read(folders: Folders, path: str) -> tuple[StatRecord, bytes] | None:
+    """The file's bytes and its stat record (taken from the same open file). Never through a link
+    the sandbox planted: it could lead out of the repository."""
     try:
-        with open(os.path.join(root, path), "rb") as handle:
+        with os.fdopen(folders.open(path, os.O_RDONLY), "rb") as handle:
             info = os.fstat(handle.fileno())
             checked = time.time_ns()
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -151,13 +153,14 @@ def unpack(blob: bytes) -> FileTags | None:
 
 def tag_files(root: Path, paths: Sequence[str]) -> list[WorkerResult]:
     results: list[WorkerResult] = []
-    for path in paths:
-        read_result = read(root, path)
-        if read_result is None:
-            results.append((path, None, pack(None)))
-            continue
-        record, data = read_result
-        results.append((path, record, pack(tag_content(path, data))))
+    with Folders(root) as folders:
+        for path in paths:
+            read_result = read(folders, path)
+            if read_result is None:
+                results.append((path, None, pack(None)))
+                continue
+            record, data = read_result
+            results.append((path, record, pack(tag_content(path, data))))
     return results
 
 

@@ -12,6 +12,7 @@ from agent_cli.repomap import files as source_files
 from agent_cli.repomap.files import MAX_FILE_BYTES, RACY_NS, StatRecord, TagCache
 from agent_cli.repomap.graph import RankedDefinition, ReferenceGraph
 from agent_cli.repomap.render import CHARS_PER_TOKEN, fit_outline, format_outline
+from agent_cli.safe_paths import Folders
 from agent_cli.syntax import FileTags
 
 # Below this many files to parse, starting worker processes costs more than it saves.
@@ -161,15 +162,16 @@ class RepoMap:
         records and the new tags (pack()ed, for the disk cache)."""
         changed: dict[str, StatRecord] = {}
         fresh: dict[str, bytes] = {}
-        for path in paths:
-            read = source_files.read(self.root, path)
-            if read is None:
-                continue
-            record, data = read
-            current[path] = changed[path] = record
-            if not source_files.wanted_by_content(data):  # decided now: no worker time for it
-                self._tags[record[4]] = None
-                fresh[record[4]] = source_files.pack(None)
+        with Folders(self.root) as folders:
+            for path in paths:
+                read = source_files.read(folders, path)
+                if read is None:
+                    continue
+                record, data = read
+                current[path] = changed[path] = record
+                if not source_files.wanted_by_content(data):  # decided now: no worker time for it
+                    self._tags[record[4]] = None
+                    fresh[record[4]] = source_files.pack(None)
         self._tags.update(self.cache.tags({changed[p][4] for p in changed} - self._tags.keys()))
         # One path per unseen content: identical files are parsed once.
         to_parse = list({changed[p][4]: p for p in changed if changed[p][4] not in self._tags}.values())
@@ -225,8 +227,9 @@ class RepoMap:
         removed or moved definitions (the last scan may predate it). Tags come from the cache of
         contents already seen, else from a parse."""
         tags: dict[str, FileTags] = {}
-        for path in paths:
-            read = source_files.read(self.root, path)
+        with Folders(self.root) as folders:
+            reads = [(path, source_files.read(folders, path)) for path in paths]  # a few files
+        for path, read in reads:
             if read is None:
                 continue
             record, data = read

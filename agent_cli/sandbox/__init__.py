@@ -157,6 +157,7 @@ class SandboxRequest:
     # so a missing API key is said before minutes of setup, not after.
     ready: Callable[[], None] = lambda: None
     read_only: bool = False  # the working tree mounted read-only (plan mode)
+    cancel: CancelToken | None = None  # tripped: an environment being built stops (Ctrl-C, SIGTERM)
 
 
 SandboxFactory = Callable[[SandboxRequest], Sandbox]

@@ -7,9 +7,7 @@ action costs one write and one read on a local socket instead of a `docker exec`
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -29,7 +27,15 @@ from agent_cli.sandbox import (
     observation_from_reply,
 )
 from agent_cli.sandbox.channel import AttachChannel, Requests
-from agent_cli.sandbox.mounts import WORKSPACE, workspace_binds
+from agent_cli.sandbox.identity import (
+    LABEL,
+    OWNER_LABEL,
+    WORKSPACE,
+    docker_client,
+    owner_token,
+    sweep_leftovers,
+)
+from agent_cli.sandbox.mounts import workspace_binds
 
 if TYPE_CHECKING:
     import docker
@@ -38,94 +44,11 @@ if TYPE_CHECKING:
     from agent_cli.events import EventStream
     from agent_cli.settings import Settings
 
-LABEL = "actsmith.container"  # images carry actsmith.image; only our run containers carry this
-OWNER_LABEL = "actsmith.owner"
 SCRATCH = "/tmp/actsmith"  # the harness's own files in the container, outside the repository
 READY_TIMEOUT_S = 60.0
 # Beyond the action's own timeout: the in-container interrupt grace, a worker restart, and slack.
 HOST_SLACK_S = 15.0
 SEND_CHUNK = 1 << 20
-
-
-def docker_client() -> docker.DockerClient:
-    """A connected client, or one actionable line when the daemon is not reachable."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except Exception as exc:
-        raise EnvironmentProblem(
-            f"Docker daemon not reachable ({type(exc).__name__}): start Docker or set DOCKER_HOST"
-        ) from None
-    return client
-
-
-def _process_start_time(pid: int) -> str:
-    """Start time of a process in clock ticks since boot, to tell a live owner from a reused pid."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return "?"
-
-
-def owner_token(pid: int | None = None) -> str:
-    pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid)}"
-
-
-def owner_is_alive(token: str) -> bool:
-    host, _, rest = token.partition(":")
-    pid_text, _, started = rest.partition(":")
-    if host != socket.gethostname():
-        return True  # another machine's run: not ours to judge
-    try:
-        pid = int(pid_text)
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        pass
-    return _process_start_time(pid) == started
-
-
-@dataclass(frozen=True)
-class SandboxContainer:
-    id: str
-    name: str
-    owner: str  # owner_token() of the actsmith process that started it
-
-    @property
-    def orphaned(self) -> bool:
-        return not owner_is_alive(self.owner)
-
-
-def sandbox_containers(client: docker.DockerClient) -> list[SandboxContainer]:
-    """Every sandbox container, from one listing call: the SDK's containers.list() inspects each one
-    in turn and fails when a container removes itself (auto-remove) in between."""
-    return [
-        SandboxContainer(
-            summary["Id"],
-            (summary.get("Names") or ["/" + summary["Id"][:12]])[0].lstrip("/"),
-            (summary.get("Labels") or {}).get(OWNER_LABEL, ""),
-        )
-        for summary in client.api.containers(all=True, filters={"label": LABEL})
-    ]
-
-
-def sweep_leftovers(client: docker.DockerClient, *, everything: bool = False) -> list[str]:
-    """Remove sandbox containers whose owning actsmith process is gone (or all of them)."""
-    from docker.errors import APIError
-
-    removed = []
-    for container in sandbox_containers(client):
-        if everything or container.orphaned:
-            try:
-                client.api.remove_container(container.id, force=True, v=True)
-            except APIError:  # already gone, or being removed (auto-remove raced us)
-                continue
-            removed.append(container.name)
-    return removed
 
 
 @dataclass
@@ -140,6 +63,7 @@ class DockerSandbox:
     channel: AttachChannel | None = None
     requests: Requests | None = None
     layers: tuple[str, ...] = ()  # folders of the environment image layered over the repository mount
+    setup_problem: str | None = None  # why it runs the plain image although setup had work to do
     made_mountpoints: list[str] = field(default_factory=list)
     private: Path | None = None  # a host folder of this sandbox's own (sanitized git config copies)
     read_only: bool = False  # the working tree mounted read-only (plan mode)
@@ -398,13 +322,14 @@ def docker_factory(settings: Settings, events: EventStream) -> SandboxFactory:
 
         client = docker_client()
         image = image_for(client, settings, events.notice, before_build=request.ready)
-        image, layers = prepare_environment(client, image, settings, request, events)
+        prepared = prepare_environment(client, image, settings, request, events)
         return DockerSandbox(
             client,
-            image,
+            prepared.image,
             request.root,
             SandboxLimits.from_settings(settings),
-            layers=layers,
+            layers=prepared.layers,
+            setup_problem=prepared.problem,
             read_only=request.read_only,
         )
 

@@ -15,11 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent_cli.gitops import checked_out_submodules, sanitized_config
+from agent_cli.sandbox.identity import WORKSPACE
+from agent_cli.workspace import HOST_TOOL_FOLDERS
 
-WORKSPACE = "/workspace"
-# Folders of host tools that run what they find: a virtualenv's .pth files, direnv's .envrc, an
-# editor's tasks and launch configs. Left out: ones a project's own tests write into (.pytest_cache).
-HOST_TOOL_FOLDERS = (".venv", "venv", ".tox", ".nox", ".direnv", ".envrc", ".vscode", ".idea")
 CONFIG_NAMES = ("config", "config.worktree")
 
 Binds = dict[str, dict[str, str]]

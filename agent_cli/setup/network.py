@@ -77,7 +77,7 @@ def host_network(environ: dict[str, str] | None = None, *, credentials: bool = F
     for name, value in wanted.items():
         if _host_path(value):
             continue  # a folder of the host (a local find-links) means nothing in the container
-        kept, secret = _split_credentials(value)
+        kept, secret = split_credentials(value)
         if secret:
             secrets.append(secret)
             if not credentials:
@@ -135,7 +135,7 @@ def _host_path(value: str) -> bool:
     return value.startswith("/") or value.startswith("file:")
 
 
-def _split_credentials(value: str) -> tuple[str, str | None]:
+def split_credentials(value: str) -> tuple[str, str | None]:
     """(the value without user:password@ in any URL it holds, the credentials found)."""
     kept, secret = [], None
     for part in value.split():

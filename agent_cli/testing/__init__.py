@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from agent_cli.events import EventStream, TestsPlanned
 from agent_cli.testing.detect import TestCommand, configured_command, detect_test_command
-from agent_cli.testing.gate import SuiteRunner, Summariser, TestRunner, TestsSummary, TestVerdict
+from agent_cli.testing.gate import SuiteRunner, Summariser, TestRunner, TestVerdict
 
 if TYPE_CHECKING:
     from agent_cli.cancel import CancelToken
@@ -25,7 +25,6 @@ __all__ = [
     "TestCommand",
     "TestRunner",
     "TestVerdict",
-    "TestsSummary",
     "build_test_runner",
 ]
 
@@ -57,6 +56,8 @@ def build_test_runner(
         snapshot=lambda: snapshot_tar(root, base_tree),
         summariser=Summariser(summary_model, events) if summary_model is not None else None,
         events=events,
+        # A sandbox in the plain image because no detected setup could install (DockerSandbox).
+        environment_problem=getattr(sandbox, "setup_problem", None),
     )
     events.notice(_announcement(command, settings.tests))
     events.emit(

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_cli.safe_paths import read_text
+
 SKIP_DIRS = {
     ".git",
     ".hg",
@@ -134,8 +136,7 @@ class RepoFiles:
 
     def read(self, name: str, limit: int | None = None) -> str:
         try:
-            with open(self.root / name, encoding="utf-8", errors="replace") as f:
-                return f.read(limit) if limit else f.read()
+            return read_text(self.root, name, limit, follow_inside=True)
         except OSError:
             return ""
 

@@ -18,6 +18,7 @@ from typing import Protocol
 from agent_cli.errors import ActsmithError
 from agent_cli.events import EventStream, ModelCalled, TestsRan
 from agent_cli.model import Model, Usage
+from agent_cli.outcome import TestOutcome
 from agent_cli.sandbox import RunTests
 from agent_cli.templates import render
 from agent_cli.testing.compare import Comparison, compare
@@ -67,16 +68,6 @@ class TestRunner(Protocol):
     def untested_reason(self) -> str | None:
         """Why an accepted finish() was not checked by the tests (None: it was, or the gate is off)."""
         ...
-
-
-@dataclass(frozen=True)
-class TestsSummary:
-    """The test outcome for the run's final summary."""
-
-    __test__ = False
-
-    state: str  # passed | failed | unchecked | off | none
-    text: str
 
 
 @dataclass
@@ -139,10 +130,12 @@ class SuiteRunner:
     snapshot: Callable[[], bytes] | None = None  # the pre-run repository as a tar, for the baseline
     summariser: Summariser | None = None
     events: EventStream = field(default_factory=EventStream)
+    environment_problem: str | None = None  # the environment lacks the dependencies: no gate
 
     def __post_init__(self) -> None:
         self.baseline: SuiteRun | None = None
         self.latest: Comparison | None = None
+        self.measured: Comparison | None = None  # the latest run that gave a result
         self.rounds = 0  # reports sent back on finish()
         self.final = False
         self.passed = False
@@ -220,6 +213,8 @@ class SuiteRunner:
         """Why a finish() accepted now was not checked by the tests (None: it was, or --no-tests)."""
         if not self.gate_on:
             return None
+        if self.environment_problem:
+            return f"{self.environment_problem}: the tests ran without them"
         if self.command is None:
             return "no test command was found (set test_cmd)"
         problem = self.baseline_problem()
@@ -277,7 +272,7 @@ class SuiteRunner:
         return TestVerdict(report, usage=usage)
 
     def gate(self, step: int, time_left: float) -> TestVerdict:
-        if not self.gate_on or self.command is None:
+        if not self.gate_on or self.command is None or self.environment_problem:
             return TestVerdict("")
         run = self._run_suite("finish", step, min(self.timeout, max(time_left, 1.0)))
         comparison = compare(run, self._baseline_for_comparison(time_left), self.task)
@@ -306,33 +301,58 @@ class SuiteRunner:
         run = self._execute(self.command.command, "judge", step, min(self.timeout, max(time_left, 1.0)))
         return compare(run, self._baseline_for_comparison(time_left), self.task)
 
-    def summary(self) -> TestsSummary:
+    def summary(self) -> TestOutcome:
+        """The last measured test run (whatever ended the run) against the baseline, for the end of
+        the run; "unchecked" only when no run after the baseline gave a result."""
+        measured = self._outcome_facts()
         if self.command is None:
-            return TestsSummary(
-                "untested" if self.gate_on else "none", "no test command found (set test_cmd or --test-cmd)"
-            )
+            state = "untested" if self.gate_on else "none"
+            return TestOutcome(state, "no test command found (set test_cmd or --test-cmd)", **measured)
+        if self.gate_on and self.environment_problem:
+            return TestOutcome("untested", f"not gating: {self.environment_problem}", **measured)
         if self.gate_on and self.baseline_problem():
-            return TestsSummary(
-                "untested", f"not gating: they could not run before the run ({self.baseline_problem()})"
-            )
+            text = f"not gating: they could not run before the run ({self.baseline_problem()})"
+            return TestOutcome("untested", text, **measured)
         before = (
             f"before the run: {self.baseline.counts_text()}"
             if self.baseline and not self.baseline.lost
             else ""
         )
+        last = self.measured
         if not self.gate_on:
-            last = f"last run: {self.latest.run.counts_text()}" if self.latest else "not run"
-            return TestsSummary("off", f"no gate (--no-tests); {last}")
-        if self.latest is None or not (self.passed or self.final):
-            return TestsSummary(
-                "unchecked",
-                "not checked at the end (the run did not finish)" + (f"; {before}" if before else ""),
-            )
-        run = self.latest.run
-        text = run.counts_text() + (f" ({before})" if before else "") + f"; {self.latest.status_text()}"
-        if self.final:
-            return TestsSummary("failed", f"still failing after {_rounds(self.rounds)}: {text}")
-        return TestsSummary("passed", text)
+            text = f"last run, after step {last.run.step}: {last.run.counts_text()}" if last else "not run"
+            return TestOutcome("off", f"no gate (--no-tests); {text}", **measured)
+        if last is None:
+            text = "not checked at the end (the run did not finish)" + (f"; {before}" if before else "")
+            return TestOutcome("unchecked", text, **measured)
+        run = last.run
+        text = run.counts_text() + (f" ({before})" if before else "") + f"; {last.status_text()}"
+        if self.final and last is self.latest:
+            return TestOutcome("failed", f"still failing after {_rounds(self.rounds)}: {text}", **measured)
+        state = "failed" if last.blocks else "passed"
+        if self.passed and last is self.latest:
+            return TestOutcome(state, text, **measured)
+        subset = f" (the {len(run.selected)} that failed before)" if run.selected else ""
+        when = f"the last run{subset}, at {run.trigger}() after step {run.step}"
+        return TestOutcome(
+            state, f"not checked at the end (the run did not finish); {when}: {text}", **measured
+        )
+
+    def _outcome_facts(self) -> dict:
+        """The last measured run in figures: when it ran, its counts, what blocked, the baseline's."""
+        baseline = self.baseline.counts() if self.baseline and self.baseline.parsed else None
+        last = self.measured
+        if last is None:
+            return {"baseline": baseline}
+        return {
+            "step": last.run.step,
+            "trigger": last.run.trigger,
+            "counts": last.run.counts(),
+            "regressions": len(last.regressions),
+            "new_failures": len(last.new_failures) + len(last.unknown),
+            "preexisting": len(last.task_failures) + len(last.preexisting),
+            "baseline": baseline,
+        }
 
     def close(self) -> None:
         """Nothing to wait for: a baseline still running ends with the sandbox."""
@@ -359,6 +379,8 @@ class SuiteRunner:
 
     def _remember(self, comparison: Comparison) -> None:
         self.latest = comparison
+        if comparison.run.lost is None:  # a run that gave no result measured nothing
+            self.measured = comparison
         self.blocking_ids = tuple(t.id for t in comparison.blocking)
 
     def _execute(
