@@ -133,17 +133,13 @@ def prepare_environment_ahead(
     """Build (or find) the environment image a task's sandbox will start from, from the files at
     `commit`, while other tasks run: its session then finds it at the cost of one API call (or,
     when no detected setup could install, falls back at once: the failures are remembered)."""
+    from agent_cli.environment import prepare
     from agent_cli.sandbox import SandboxRequest
-    from agent_cli.sandbox.docker_sandbox import image_for
-    from agent_cli.sandbox.identity import docker_client
-    from agent_cli.setup import prepare_environment
     from agent_cli.testing.execute import snapshot_tar
 
-    client = docker_client()
-    image = image_for(client, settings, events.notice)
     snapshot = snapshot_tar(repo, commit)
     with tempfile.TemporaryDirectory(prefix="actsmith-batch-env-") as folder:
         with tarfile.open(fileobj=io.BytesIO(snapshot)) as archive:
             archive.extractall(folder, filter="data")
         request = SandboxRequest(Path(folder), repo, lambda: snapshot, cancel=cancel)
-        prepare_environment(client, image, settings, request, events)
+        prepare(settings, request, events)
