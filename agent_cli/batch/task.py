@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent_cli.batch import repos
 from agent_cli.batch.events import SessionWatcher, TaskProgress
 from agent_cli.batch.gate import GateService, TaskGate
 from agent_cli.cancel import CancelToken
@@ -105,7 +104,7 @@ def run_task(
         steps=outcome.steps,
         cost=outcome.usage.cost if outcome.usage is not None else 0.0,
         tests=outcome.tests,
-        tip=repos.branch_tip(workspace.root, job.branch) or job.base,
+        tip=workspace.branch_tip(job.branch) or job.base,
         wall_s=round(time.monotonic() - started, 3),
         node=node or socket.gethostname(),
         refused=task_gate.refused,
