@@ -563,22 +563,18 @@ def sandbox_setup(
 ) -> None:
     """Prepare the repository's environment image now (setup, detected or configured), with its log."""
     from agent_cli.checkpoints import working_tree
+    from agent_cli.environment import prepare
     from agent_cli.sandbox import SandboxRequest
-    from agent_cli.sandbox.docker_sandbox import image_for
-    from agent_cli.sandbox.identity import docker_client
     from agent_cli.settings import load_settings
-    from agent_cli.setup import prepare_environment
     from agent_cli.testing.execute import snapshot_tar
 
     workspace = _open_workspace(repo)
     settings = load_settings(workspace.root, flags)
     events, close_view = _event_stream(json_output=False)
     try:
-        client = docker_client()
-        image = image_for(client, settings, events.notice)
         tree = working_tree(workspace)
         request = SandboxRequest(workspace.root, workspace.root, lambda: snapshot_tar(workspace.root, tree))
-        prepared = prepare_environment(client, image, settings, request, events, rebuild=rebuild)
+        prepared = prepare(settings, request, events, rebuild=rebuild)
     finally:
         close_view()
     _console().print(prepared.image)

@@ -264,7 +264,7 @@ class Session:
 
         factory = self._factory
         if factory is None:
-            from agent_cli.sandbox.docker_sandbox import docker_factory
+            from agent_cli.environment import docker_factory
 
             factory = docker_factory(self.settings, self.events)
         root = self.target.root

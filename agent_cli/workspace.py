@@ -20,7 +20,7 @@ from agent_cli.gitops import EMPTY_TREE, GitError, check_config_origins, git, ha
 from agent_cli.safe_paths import make_dirs
 
 if TYPE_CHECKING:
-    import git as gitpython
+    pass
 
 RUNS_DIR = ".actsmith"
 # Folders of host tools at the top of a checkout that run what they find there: a virtualenv's .pth
@@ -54,10 +54,6 @@ class Workspace:
             raise UsageError(f"{path} is a bare repository: actsmith needs a working tree")
         check_config_origins(Path(repo.working_tree_dir))
         return cls(Path(repo.working_tree_dir).resolve(), Path(repo.git_dir).resolve())
-
-    @property
-    def repo(self) -> gitpython.Repo:
-        return open_repo(self.root)
 
     @property
     def common_git_dir(self) -> Path:
@@ -141,13 +137,28 @@ class Workspace:
         more = f", and {len(entries) - max_entries} more" if len(entries) > max_entries else ""
         return f"{len(files)} tracked files. Top level: {shown}{more}."
 
-    def diff_stat(self, before: str, after: str) -> str:
+    def diff_stat(self, before: str, after: str, width: int = 100) -> str:
+        """What changed from `before` to `after`, file by file (`git diff --stat`)."""
+        if not before or before == after:
+            return ""
+        return git(self.root, "diff", f"--stat={width}", "--no-color", before, after).decode(
+            "utf-8", "replace"
+        )
+
+    def diff(self, before: str, after: str, *, binary: bool = False, from_fork_point: bool = False) -> str:
+        """The patch from `before` to `after` (`binary`: as `git apply` takes it, binary files
+        included; `from_fork_point`: from where `after` left `before`, as `git diff a...b`). No
+        external diff or textconv runs: attributes come from an empty tree."""
         if before == after:
             return ""
-        return str(self.repo.git.diff("--stat", before, after))
+        span = [f"{before}...{after}"] if from_fork_point else [before, after]
+        options = ["--binary"] if binary else []
+        out = git(self.root, "diff", "--no-color", "--no-ext-diff", *options, *span)
+        return out.decode("utf-8", "surrogateescape" if binary else "replace")
 
-    def diff(self, before: str, after: str) -> str:
-        return git(self.root, "diff", "--no-color", before, after, exact=False).decode("utf-8", "replace")
+    def format_patch(self, since: str, until: str) -> str:
+        """The commits after `since` up to `until` as mail patches (`git am` takes them)."""
+        return git(self.root, "format-patch", "--stdout", f"{since}..{until}").decode("utf-8", "replace")
 
     def changed_files(self, before: str, after: str) -> list[str]:
         if before == after:
@@ -157,21 +168,42 @@ class Workspace:
 
     def head(self) -> str | None:
         """The commit HEAD points at, or None on a branch with no commits yet."""
+        return self.commit_of("HEAD")
+
+    def commit_of(self, ref: str) -> str | None:
+        """The commit `ref` names, or None when it names none."""
         try:
-            return git(self.root, "rev-parse", "--verify", "-q", "HEAD^{commit}").decode().strip()
+            return git(self.root, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}").decode().strip()
         except GitError:
             return None
 
-    def check_identity(self, identity: dict[str, str] | None = None) -> None:
-        """Committing needs a name and email (from git's config, or `identity`: GIT_AUTHOR_NAME...);
-        say so before the run rather than after it."""
+    def branch_tip(self, branch: str) -> str | None:
+        return self.commit_of(f"refs/heads/{branch}")
+
+    def create_branch(self, branch: str, reason: str) -> str:
+        """`branch` at HEAD's commit (HEAD itself never moves); returns that commit."""
+        head = self.head()
+        if head is None:
+            raise UsageError(f"{self.root} has no commits to branch from")
+        git(self.root, "update-ref", "-m", reason, f"refs/heads/{branch}", head, "")
+        return head
+
+    def author(self, identity: dict[str, str] | None = None) -> tuple[str, str]:
+        """The name and email commits here carry (from git's config, or `identity`: GIT_AUTHOR_NAME
+        and the rest); one line saying how to set them when git knows none."""
         try:
-            git(self.root, "var", "GIT_AUTHOR_IDENT", env=identity)
+            ident = git(self.root, "var", "GIT_AUTHOR_IDENT", env=identity).decode().strip()
         except GitError:
             raise UsageError(
-                "git does not know who you are, so actsmith cannot commit: "
+                f"git does not know who you are in {self.root}, so actsmith cannot commit: "
                 'run git config --global user.name "Your Name" and user.email you@example.com'
             ) from None
+        match = re.match(r"(.*) <(.*)> \d+ [+-]\d+$", ident) or re.match(r"(.*) <(.*)>", ident)
+        return (match.group(1), match.group(2)) if match else ("actsmith", "actsmith@localhost")
+
+    def check_identity(self, identity: dict[str, str] | None = None) -> None:
+        """Committing needs a name and email: say so before the run rather than after it."""
+        self.author(identity)
 
     # ------------------------------------------------------------------------------- worktrees
 

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agent_cli.environment import docker_factory, image_for
 from agent_cli.errors import ActsmithError
 from agent_cli.events import Event, EventStream, SetupDone
 from agent_cli.sandbox import SandboxRequest
-from agent_cli.sandbox.docker_sandbox import docker_factory, image_for
 from agent_cli.sandbox.identity import docker_client
 from agent_cli.settings import Settings
 from agent_cli.setup import plan_setup, prepare_environment

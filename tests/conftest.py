@@ -94,6 +94,27 @@ def make_repo(root: Path, files: dict[str, str | bytes]) -> Path:
     return root
 
 
+def add_submodule(repo: Path, library: Path, path: str) -> None:
+    """`library` (a local repository) as a submodule of `repo` at `path`, committed."""
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            str(library),
+            path,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    git(repo, "commit", "-qm", f"add submodule {path}")
+
+
 @pytest.fixture
 def repo(tmp_path) -> Path:
     return make_repo(

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, make_repo
+from conftest import add_submodule, git, make_repo
 
 from agent_cli.checkpoints import RunCheckpoints, list_runs, undo
 from agent_cli.errors import UsageError
@@ -247,22 +247,7 @@ def test_a_repository_without_commits_can_still_be_checkpointed_and_committed(tm
 def test_undo_restores_files_inside_a_submodule_and_never_deletes_it(tmp_path):
     library = make_repo(tmp_path / "library", {"lib.py": "v = 1\n"})
     repo = make_repo(tmp_path / "repo", {"app.py": "x = 1\n"})
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(repo),
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            str(library),
-            "vendor/lib",
-        ],
-        check=True,
-    )
-    git(repo, "commit", "-qm", "add submodule")
+    add_submodule(repo, library, "vendor/lib")
     (repo / "vendor" / "lib" / "lib.py").write_text("v = 'my uncommitted edit'\n")
     before = files_on_disk(repo)
     ledger = start_run(repo)

@@ -290,28 +290,13 @@ def _worker_count(sandbox) -> int:
 def test_credentials_a_checkout_leaves_in_git_config_never_reach_the_sandbox(
     docker_client, sandbox_image, tmp_path, where
 ):
-    from conftest import git, make_repo
+    from conftest import add_submodule, git, make_repo
 
     from agent_cli.workspace import Workspace
 
     repo = make_repo(tmp_path / "r", {"a.txt": "a\n"})
     library = make_repo(tmp_path / "library", {"lib.py": "v = 1\n"})
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(repo),
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            str(library),
-            "lib",
-        ],
-        check=True,
-    )
-    git(repo, "commit", "-qm", "submodule")
+    add_submodule(repo, library, "lib")
     token = "ghs_checkoutTokenThatMustStayOnTheHost123"
     git(repo, "remote", "add", "origin", f"https://x-access-token:{token}@github.example/o/r.git")
     # What actions/checkout writes unless told persist-credentials: false, for `submodules: true` too.

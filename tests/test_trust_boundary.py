@@ -7,32 +7,12 @@ it would have, and what it wrote is accounted for.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import clean_env, git, make_repo, run_cli, write_replay
+from conftest import add_submodule, clean_env, git, make_repo, run_cli, write_replay
 
 pytestmark = pytest.mark.docker
-
-
-def add_submodule(repo: Path, library: Path, path: str) -> None:
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(repo),
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            str(library),
-            path,
-        ],
-        check=True,
-    )
-    git(repo, "commit", "-qm", "add submodule")
 
 
 def filter_attack(marker: Path) -> str:

@@ -42,7 +42,7 @@ from agent_cli.errors import EXIT_INTERRUPTED, EXIT_LIMIT, ActsmithError, UsageE
 from agent_cli.events import EventStream
 from agent_cli.outcome import Category
 from agent_cli.settings import Settings, load_settings
-from agent_cli.workspace import InPlaceLock
+from agent_cli.workspace import InPlaceLock, Workspace
 
 TICK_S = 0.25  # how often the driver journals what was spent while tasks run
 CAPPED = "not started: the batch's max_cost_total was spent"
@@ -208,7 +208,7 @@ class Driver:
             branch = self.spec.branch(task.id)
             base = state.branches.get((str(root), branch))
             if base is None:
-                base = repos.create_branch(root, branch)
+                base = Workspace(root, root).create_branch(branch, "actsmith batch: the task's branch")
                 prepared.branches.append((task.id, {"repo": str(root), "branch": branch, "base": base}))
             attempt = state.started.get(task.id, 0) + 1
             with self.repository_lock(root):
@@ -248,8 +248,9 @@ class Driver:
         """A task's session ended: its result from what the branch now holds."""
         job, root = dispatch.job, dispatch.repo
         with self.repository_lock(root):
-            changed = repos.changed_files(root, job.base, run.tip)
-            diff = repos.patch(root, job.base, run.tip)
+            checkout = Workspace(root, root)
+            changed = checkout.changed_files(job.base, run.tip)
+            diff = checkout.diff(job.base, run.tip, binary=True)
         status = batch_status(run.category)
         if run.refused and run.steps == 0:
             status = NOT_STARTED  # the cap came before its first reply: nothing was done

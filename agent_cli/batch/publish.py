@@ -176,10 +176,10 @@ class Publisher:
         return True, f"updated {link.url}"
 
     def _push(self, root: Path, url: str, branch: str) -> str:
-        from agent_cli.batch.repos import branch_tip
         from agent_cli.ci.origin import Origin, authenticated
+        from agent_cli.workspace import Workspace
 
-        tip = branch_tip(root, branch)
+        tip = Workspace(root, root).branch_tip(branch)
         if tip is None:
             raise UsageError(f"the branch {branch} is no longer in {root}")
         host = (urlsplit(url).hostname or "").lower() if "://" in url else ""
@@ -234,16 +234,17 @@ class Publisher:
 def pull_body(name: str, result: TaskResult, tip: str, repository: str, redactor: Redactor) -> str:
     """The pull request's Markdown: the task as written, the model's summary (defanged), tests
     against the baseline, the diff stat and the cost."""
-    from agent_cli.batch.repos import diff_stat
     from agent_cli.ci.defang import Defanger, code_span, fence_for
     from agent_cli.ci.report import cut_lines
+    from agent_cli.workspace import Workspace
 
     defanger = Defanger(repository, None)  # a batch closes no issue but those its task names
 
     def show(text: str) -> str:
         return defanger.markdown(redactor.text(text))
 
-    stat, cut = cut_lines(diff_stat(Path(result.repo), result.base, tip), STAT_ROOM)
+    repo = Path(result.repo)
+    stat, cut = cut_lines(Workspace(repo, repo).diff_stat(result.base, tip), STAT_ROOM)
     text = render_pull_body(
         name=name,
         r=result,

@@ -36,6 +36,7 @@ from agent_cli.batch.task import TaskJob, TaskRun, run_task
 from agent_cli.cancel import CancelToken
 from agent_cli.errors import ActsmithError, EnvironmentProblem, UsageError
 from agent_cli.model import REPLAY_PREFIX
+from agent_cli.workspace import Workspace
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -322,7 +323,7 @@ class RayBackend:
             if value and value.startswith(REPLAY_PREFIX):
                 path = value[len(REPLAY_PREFIX) :]
                 replays[path] = Path(path).read_bytes()
-        return Shipment(bundled, repos.identity(root), replays)
+        return Shipment(bundled, Workspace(root, root).author(), replays)
 
     def _collect(self, ref: Any, dispatch: Dispatch, driver: Driver, lost: set[str]) -> Dispatch | None:
         """A Ray task ended: its result, a retry when its node was lost the first time, or a failure."""

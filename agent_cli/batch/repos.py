@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_cli.errors import UsageError
-from agent_cli.gitops import GitError, git, has_ref
+from agent_cli.gitops import git, has_ref
 from agent_cli.workspace import Workspace
 
 
@@ -71,44 +71,16 @@ def refuse_foreign_branch(root: Path, branch: str, ours: bool, field: str) -> No
             )
 
 
-def create_branch(root: Path, branch: str) -> str:
-    """The branch at HEAD's commit (never HEAD itself moved); returns that commit."""
-    try:
-        head = git(root, "rev-parse", "--verify", "-q", "HEAD^{commit}").decode().strip()
-    except GitError:
-        raise UsageError(f"{root} has no commits to branch from") from None
-    git(root, "update-ref", "-m", "actsmith batch: the task's branch", f"refs/heads/{branch}", head, "")
-    return head
-
-
-def branch_tip(root: Path, branch: str) -> str | None:
-    try:
-        return git(root, "rev-parse", "--verify", "-q", f"refs/heads/{branch}^{{commit}}").decode().strip()
-    except GitError:
-        return None
-
-
 def start_over(root: Path, branch: str, base: str, batch: str, task_id: str, attempt: int) -> None:
     """Put the task's branch back at its base for a new attempt. Continuing an earlier attempt's work
     would make its changes the new baseline (tests it broke would count as broken before the run),
     so each attempt starts clean; the earlier one's commit stays under refs/actsmith/attempts/."""
-    tip = branch_tip(root, branch)
+    tip = Workspace(root, root).branch_tip(branch)
     if tip is None or tip == base:
         return
     kept = f"refs/actsmith/attempts/{batch}/{task_id}/{attempt - 1}"
     git(root, "update-ref", "-m", "actsmith batch: an earlier attempt", kept, tip)
     git(root, "update-ref", "-m", "actsmith batch: a new attempt", f"refs/heads/{branch}", base, tip)
-
-
-def changed_files(root: Path, base: str, tip: str) -> list[str]:
-    return Workspace(root, root).changed_files(base, tip)
-
-
-def patch(root: Path, base: str, tip: str) -> str:
-    """What the task's branch changed, as `git apply` takes it (binary files included)."""
-    if base == tip:
-        return ""
-    return git(root, "diff", "--binary", "--no-color", base, tip).decode("utf-8", "surrogateescape")
 
 
 def bundle(root: Path, branch: str) -> bytes:
@@ -169,23 +141,3 @@ def take_branch(root: Path, branch: str, data: bytes, expected: str) -> str:
     git(root, "update-ref", "-m", "actsmith batch: the task's result", f"refs/heads/{branch}", tip, expected)
     git(root, "update-ref", "-d", incoming)
     return tip
-
-
-def identity(root: Path) -> tuple[str, str]:
-    """The name and email the user's commits carry, for the worker's commits on their behalf."""
-    try:
-        ident = git(root, "var", "GIT_AUTHOR_IDENT").decode().strip()
-    except GitError:
-        raise UsageError(
-            f"git does not know who you are in {root}, so the batch cannot commit: "
-            'run git config --global user.name "Your Name" and user.email you@example.com'
-        ) from None
-    match = re.match(r"(.*) <(.*)>", ident)
-    return (match.group(1), match.group(2)) if match else ("actsmith", "actsmith@localhost")
-
-
-def diff_stat(root: Path, base: str, tip: str) -> str:
-    """What the task's branch changed, file by file (`git diff --stat`)."""
-    if not base or base == tip:
-        return ""
-    return git(root, "diff", "--stat=100", "--no-color", base, tip).decode("utf-8", "replace")

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent_cli.batch import repos
 from agent_cli.batch.events import SessionWatcher, TaskProgress
 from agent_cli.batch.gate import GateService, TaskGate
 from agent_cli.cancel import CancelToken
@@ -107,7 +106,7 @@ def run_task(
         steps=outcome.steps,
         cost=outcome.usage.cost if outcome.usage is not None else 0.0,
         tests=outcome.tests,
-        tip=repos.branch_tip(workspace.root, job.branch) or job.base,
+        tip=workspace.branch_tip(job.branch) or job.base,
         wall_s=round(time.monotonic() - started, 3),
         node=node or socket.gethostname(),
         refused=task_gate.refused,
@@ -136,17 +135,13 @@ def prepare_environment_ahead(
     """Build (or find) the environment image a task's sandbox will start from, from the files at
     `commit`, while other tasks run: its session then finds it at the cost of one API call (or,
     when no detected setup could install, falls back at once: the failures are remembered)."""
+    from agent_cli.environment import prepare
     from agent_cli.sandbox import SandboxRequest
-    from agent_cli.sandbox.docker_sandbox import image_for
-    from agent_cli.sandbox.identity import docker_client
-    from agent_cli.setup import prepare_environment
     from agent_cli.testing.execute import snapshot_tar
 
-    client = docker_client()
-    image = image_for(client, settings, events.notice)
     snapshot = snapshot_tar(repo, commit)
     with tempfile.TemporaryDirectory(prefix="actsmith-batch-env-") as folder:
         with tarfile.open(fileobj=io.BytesIO(snapshot)) as archive:
             archive.extractall(folder, filter="data")
         request = SandboxRequest(Path(folder), repo, lambda: snapshot, cancel=cancel)
-        prepare_environment(client, image, settings, request, events)
+        prepare(settings, request, events)

@@ -18,7 +18,6 @@ from agent_cli.ci.origin import Origin, prepare_branch
 from agent_cli.ci.report import Report, RunWatcher, clip
 from agent_cli.ci.trigger import Allowed, Skipped, Trigger, admit, read_trigger, starts_actsmith
 from agent_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ActsmithError, UsageError
-from agent_cli.gitops import git
 from agent_cli.protect import WORKFLOWS, ProtectedPaths
 from agent_cli.safe_paths import open_path
 from agent_cli.templates import render
@@ -341,8 +340,7 @@ class CiRun:
     def _keep_patch(self, workspace: Workspace, start: str, local: str) -> None:
         """A fork's pull request cannot be pushed to: its change goes into the comment as a patch,
         and whole into the run's folder (the artifact)."""
-        patch = git(workspace.root, "format-patch", "--stdout", f"{start}..refs/heads/{local}", exact=False)
-        self.patch = patch.decode("utf-8", "replace")
+        self.patch = workspace.format_patch(start, f"refs/heads/{local}")
         assert self.run_dir is not None
         self.report.patch_file = self.run_dir / "changes.patch"
         with open_path(self.report.patch_file, "w", workspace.root) as out:  # never through a link

@@ -29,7 +29,7 @@ from agent_cli.ci.report import cut_lines
 from agent_cli.errors import ActsmithError
 from agent_cli.gitops import GitError, git
 from agent_cli.templates import render
-from agent_cli.workspace import RUNS_DIR
+from agent_cli.workspace import RUNS_DIR, Workspace
 
 if TYPE_CHECKING:
     from agent_cli.ci.github_api import GitHub, IssueText, PullHead
@@ -214,8 +214,8 @@ def diff_so_far(root: Path, base: str | None, start: str) -> tuple[str, int]:
     """The pull request's changes (from where it left its base), cut to fit a task."""
     if base is None:
         return "", 0
-    diff = git(root, "diff", "--no-color", "--no-ext-diff", f"{base}...{start}")
-    return cut_lines(diff.decode("utf-8", "replace"), DIFF_ROOM)
+    diff = Workspace(root, root).diff(base, start, from_fork_point=True)
+    return cut_lines(diff, DIFF_ROOM)
 
 
 # ------------------------------------------------------------------------ the session's conversation

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent_cli.errors import UsageError
@@ -196,18 +196,8 @@ def _review_commented(payload: dict[str, Any]) -> Trigger | Skipped:
     match = COMMAND.match(_text(comment.get("body")))
     if payload.get("action") != "created" or match is None:
         return Skipped("the review comment does not start with /actsmith")
-    author = comment.get("user") or {}
-    pull = payload.get("pull_request") or {}
-    return Trigger(
-        "review_comment",
-        int(pull["number"]),
-        _text(pull.get("title")),
-        _text(pull.get("body")),
-        match.group(1).strip(),
-        _login(author),
-        _id(author),
-        comment=ReviewComment.from_json(comment),
-    )
+    on_pull = _on_pull("review_comment", payload, match.group(1), comment.get("user") or {})
+    return replace(on_pull, comment=ReviewComment.from_json(comment))
 
 
 def _reviewed(payload: dict[str, Any]) -> Trigger | Skipped:
@@ -215,17 +205,21 @@ def _reviewed(payload: dict[str, Any]) -> Trigger | Skipped:
     match = COMMAND.match(_text(review.get("body")))
     if payload.get("action") != "submitted" or match is None:
         return Skipped("the review's body does not start with /actsmith")
-    author = review.get("user") or {}
+    on_pull = _on_pull("review", payload, match.group(1), review.get("user") or {})
+    return replace(on_pull, review_id=int(review["id"]))
+
+
+def _on_pull(kind: str, payload: dict[str, Any], request: str, author: dict[str, Any]) -> Trigger:
+    """A trigger asked by `author` on the event's pull request."""
     pull = payload.get("pull_request") or {}
     return Trigger(
-        "review",
+        kind,
         int(pull["number"]),
         _text(pull.get("title")),
         _text(pull.get("body")),
-        match.group(1).strip(),
+        request.strip(),
         _login(author),
         _id(author),
-        review_id=int(review["id"]),
     )
 
 

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,9 +21,7 @@ from agent_cli.errors import EnvironmentProblem
 from agent_cli.sandbox import (
     ExecResult,
     Observation,
-    SandboxFactory,
     SandboxLimits,
-    SandboxRequest,
     observation_from_reply,
 )
 from agent_cli.sandbox.channel import AttachChannel, Requests
@@ -41,8 +39,6 @@ if TYPE_CHECKING:
     import docker
 
     from agent_cli.cancel import CancelToken
-    from agent_cli.events import EventStream
-    from agent_cli.settings import Settings
 
 SCRATCH = "/tmp/actsmith"  # the harness's own files in the container, outside the repository
 READY_TIMEOUT_S = 60.0
@@ -289,48 +285,3 @@ class DockerSandbox:
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
     yield
-
-
-def image_for(
-    client: docker.DockerClient,
-    settings: Settings,
-    log: Callable[[str], None],
-    before_build: Callable[[], None] = lambda: None,
-) -> str:
-    """The image to run: the one the user named, or ours built from sandboxes/ (cached by recipe hash)."""
-    if settings.image:
-        from docker.errors import ImageNotFound
-
-        try:
-            client.images.get(settings.image)
-        except ImageNotFound:
-            raise EnvironmentProblem(
-                f"image {settings.image} is not present locally: pull or build it, or drop --image"
-            ) from None
-        return settings.image
-    from agent_cli.sandbox.image import ensure_image
-
-    return ensure_image(client, base=settings.base_image, log=log, before_build=before_build)
-
-
-def docker_factory(settings: Settings, events: EventStream) -> SandboxFactory:
-    """Sandboxes for sessions with these settings: the sandbox image (built when missing), then the
-    repository's environment image on top of it when setup has anything to do."""
-
-    def make(request: SandboxRequest) -> DockerSandbox:
-        from agent_cli.setup import prepare_environment
-
-        client = docker_client()
-        image = image_for(client, settings, events.notice, before_build=request.ready)
-        prepared = prepare_environment(client, image, settings, request, events)
-        return DockerSandbox(
-            client,
-            prepared.image,
-            request.root,
-            SandboxLimits.from_settings(settings),
-            layers=prepared.layers,
-            setup_problem=prepared.problem,
-            read_only=request.read_only,
-        )
-
-    return make
