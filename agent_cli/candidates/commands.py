@@ -58,7 +58,7 @@ def candidate_diff(workspace: Workspace, record: CandidatesRecord, number: int) 
     candidate = record.candidate(number)
     if candidate.commit is None:
         return ""
-    return gitrefs.diff(workspace.root, record.data["start"], candidate.commit)
+    return workspace.diff(record.data["start"], candidate.commit, binary=True)
 
 
 def apply_candidate(workspace: Workspace, record: CandidatesRecord, number: int) -> Applied:

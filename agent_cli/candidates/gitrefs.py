@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent_cli.batch.repos import branch_tip
 from agent_cli.checkpoints import blobs
 from agent_cli.errors import UsageError
 from agent_cli.gitops import GitError, git
@@ -28,11 +27,12 @@ def scratch_branch(root: Path, run_id: str, which: int | str, commit: str) -> st
     return branch
 
 
-def keep(root: Path, run_id: str, which: int | str, branch: str) -> str | None:
+def keep(workspace: Workspace, run_id: str, which: int | str, branch: str) -> str | None:
     """Move an attempt's branch to refs/actsmith/candidates/<run>/<which>; returns its commit."""
-    tip = branch_tip(root, branch)
+    tip = workspace.branch_tip(branch)
     if tip is None:
         return None
+    root = workspace.root
     git(root, "update-ref", "-m", "actsmith candidates: kept", candidate_ref(run_id, which), tip)
     git(root, "update-ref", "-d", f"refs/heads/{branch}", tip)
     return tip
@@ -45,22 +45,12 @@ def drop_run_ref(root: Path, run_id: str) -> None:
 
 
 def new_run_branch(workspace: Workspace, label: str) -> str:
-    """--worktree: the run's branch actsmith/<slug> at HEAD, which will get the winner's commit."""
-    head = workspace.head()
-    if head is None:
-        raise UsageError("--worktree needs a commit to branch from: this repository has no commits yet")
+    """--worktree: the run's branch actsmith/<slug> at HEAD, which will get the winner's commit
+    (the open run made sure HEAD has one)."""
     for attempt in range(1, WORKTREE_ATTEMPTS + 1):
         branch = BRANCH_PREFIX + slugify(label) + (f"-{attempt}" if attempt > 1 else "")
         try:
-            git(
-                workspace.root,
-                "update-ref",
-                "-m",
-                "actsmith: the run's branch",
-                f"refs/heads/{branch}",
-                head,
-                "",
-            )
+            workspace.create_branch(branch, "actsmith: the run's branch")
         except GitError:
             continue  # taken, by an earlier run or one a moment ago
         return branch
@@ -84,10 +74,6 @@ def lines_changed(root: Path, before: str, after: str) -> int:
         added, removed, _ = line.split("\t", 2)
         total += (int(added) if added.isdigit() else 0) + (int(removed) if removed.isdigit() else 0)
     return total
-
-
-def diff(root: Path, before: str, after: str) -> str:
-    return git(root, "diff", "--no-color", "--binary", before, after).decode("utf-8", "surrogateescape")
 
 
 def read_file(root: Path, commit: str, path: str) -> bytes:

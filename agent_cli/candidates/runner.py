@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from agent_cli.batch.gate import SharedGate, TaskGate
 from agent_cli.batch.local import default_jobs
-from agent_cli.batch.repos import branch_tip
 from agent_cli.cancel import Cancelled, CancelToken
 from agent_cli.candidates import designer as design
 from agent_cli.candidates import gitrefs, wants_candidates
@@ -229,7 +228,7 @@ class CandidatesRun:
         root = self.workspace.root
         if self.settings.worktree:
             self.branch = self._branch or gitrefs.new_run_branch(self.workspace, self.label)
-            commit = branch_tip(root, self.branch)
+            commit = self.workspace.branch_tip(self.branch)
             if commit is None:
                 raise UsageError(f"branch {self.branch} does not exist")
             return Base(commit, gitrefs.tree_of(root, commit))
@@ -528,7 +527,7 @@ class CandidatesRun:
     def _keep(self, session: Session, which: int | str, branch: str) -> str | None:
         root = self.workspace.root
         with self._refs:
-            tip = gitrefs.keep(root, self.run_id, which, branch)
+            tip = gitrefs.keep(self.workspace, self.run_id, which, branch)
             if session.run_id:
                 with contextlib.suppress(GitError):
                     gitrefs.drop_run_ref(root, session.run_id)
