@@ -236,7 +236,8 @@ def run(
     flags: dict[str, Any],
 ) -> None:
     """Solve TASK in the repository, then print what changed."""
-    from agent_cli.candidates import open_session, wants_candidates
+    from agent_cli.candidates import wants_candidates
+    from agent_cli.candidates.opening import open_session
     from agent_cli.session import require_task
     from agent_cli.settings import load_settings
 

@@ -164,10 +164,23 @@ def test_the_actions_install_step_installs_the_lock_into_a_fresh_venv(tmp_path):
 
 def test_the_example_workflow_asks_for_the_least_and_runs_one_at_a_time_per_issue():
     _, workflow = docs_workflow()
-    assert workflow["permissions"] == {"contents": "write", "pull-requests": "write", "issues": "write"}
-    assert "github.event.issue.number" in workflow["concurrency"]["group"]
+    # actions: read lets a review round fetch the previous round's artifact; never `workflows`.
+    assert workflow["permissions"] == {
+        "contents": "write",
+        "pull-requests": "write",
+        "issues": "write",
+        "actions": "read",
+    }
+    group = workflow["concurrency"]["group"]
+    assert "github.event.issue.number" in group and "github.event.pull_request.number" in group
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
-    assert set(triggers) == {"issues", "issue_comment", "workflow_dispatch"}
+    assert set(triggers) == {
+        "issues",
+        "issue_comment",
+        "pull_request_review_comment",
+        "pull_request_review",
+        "workflow_dispatch",
+    }
     assert "task" in triggers["workflow_dispatch"]["inputs"]
     steps = workflow["jobs"]["actsmith"]["steps"]
     checkout = next(step for step in steps if step["uses"].startswith("actions/checkout@"))

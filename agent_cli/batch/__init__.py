@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 def run_batch(driver: Driver) -> Tally:
     """Run the driver's batch on the backend its options name."""
-    from agent_cli.batch.local import LocalBackend, default_jobs
+    from agent_cli.batch.local import LocalBackend
+    from agent_cli.sandbox import default_jobs
 
     options: BatchOptions = driver.options
     here = options.jobs or default_jobs(driver.sandbox_memory())

@@ -7,7 +7,6 @@ sandboxes removed, and tasks still waiting are recorded as not started."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,18 +20,6 @@ if TYPE_CHECKING:
     from agent_cli.batch.driver import Dispatch, Driver
 
 PREPARE_POLL_S = 0.2
-SANDBOX_MEMORY_SHARE = 0.8  # of the machine's memory, for the sandboxes of parallel tasks
-
-
-def default_jobs(sandbox_memory: int) -> int:
-    """Sandboxes at once: two per core (tasks mostly wait for the model), as many as the memory can
-    hold at each sandbox's limit (what runs out first with many workers), at least one."""
-    cores = os.cpu_count() or 1
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return max(1, 2 * cores)
-    return max(1, min(2 * cores, int(memory * SANDBOX_MEMORY_SHARE) // max(sandbox_memory, 1)))
 
 
 class LocalBackend:

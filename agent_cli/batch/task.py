@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from agent_cli.batch.events import SessionWatcher, TaskProgress
 from agent_cli.batch.gate import GateService, TaskGate
 from agent_cli.cancel import CancelToken
-from agent_cli.candidates import open_session
 from agent_cli.candidates.events import Untagged
+from agent_cli.candidates.opening import open_session
 from agent_cli.errors import ActsmithError
 from agent_cli.events import EventStream
 from agent_cli.gitops import GitError, git

@@ -1,6 +1,7 @@
 """Candidates: several attempts at one task at once, an optional test designer writing tests for the
 task first, and a choice among them by the gate, the designed tests and agreement (issue 20).
 
+opening.py    what a front end opens for one task: a Session, or a CandidatesRun
 runner.py     CandidatesRun: the attempts (Sessions in worktrees, in threads), the shared budget,
               the winner applied in place (checkpoints) or on the run's branch
 designer.py   the test designer's settings, prompt and designed tests
@@ -14,28 +15,12 @@ commands.py   `actsmith candidates show` and `apply`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent_cli.candidates.runner import CandidatesRun
-    from agent_cli.session import Session
     from agent_cli.settings import Settings
-    from agent_cli.workspace import Workspace
 
 
 def wants_candidates(settings: Settings) -> bool:
+    """Several attempts, or designed tests: a run of candidates rather than one session."""
     return settings.candidates > 1 or settings.design_tests
-
-
-def open_session(settings: Settings, workspace: Workspace, **options: Any) -> Session | CandidatesRun:
-    """What a front end drives for one task: a Session, or a CandidatesRun when the settings ask for
-    several attempts or designed tests (a plan is one read-only session whatever they say). Both take
-    the same options and end with `outcome`."""
-    if wants_candidates(settings) and not options.get("plan"):
-        options.pop("plan", None)
-        from agent_cli.candidates.runner import CandidatesRun
-
-        return CandidatesRun(settings, workspace, **options)
-    from agent_cli.session import Session
-
-    return Session(settings, workspace, **options)

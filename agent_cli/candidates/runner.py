@@ -25,7 +25,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from agent_cli.batch.gate import SharedGate, TaskGate
-from agent_cli.batch.local import default_jobs
 from agent_cli.cancel import Cancelled, CancelToken
 from agent_cli.candidates import designer as design
 from agent_cli.candidates import gitrefs, wants_candidates
@@ -45,6 +44,7 @@ from agent_cli.events import Ended, EventStream, Failed, Interrupted
 from agent_cli.gitops import GitError
 from agent_cli.model import Usage, check_credentials
 from agent_cli.outcome import Category, Status
+from agent_cli.sandbox import default_jobs
 from agent_cli.session import Session, require_task
 from agent_cli.templates import render
 from agent_cli.trajectory import Redactor, Trajectory

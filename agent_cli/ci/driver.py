@@ -260,7 +260,7 @@ class CiRun:
     def _session(
         self, settings: Settings, workspace: Workspace, plan: BranchPlan, identity: dict[str, str] | None
     ) -> None:
-        from agent_cli.candidates import open_session
+        from agent_cli.candidates.opening import open_session
         from agent_cli.session import Session
 
         if self.round is not None:

@@ -7,6 +7,7 @@ isolation, for fast tests of the loop.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,3 +162,17 @@ class SandboxRequest:
 
 
 SandboxFactory = Callable[[SandboxRequest], Sandbox]
+
+
+SANDBOX_MEMORY_SHARE = 0.8  # of the machine's memory, for the sandboxes of parallel tasks
+
+
+def default_jobs(sandbox_memory: int) -> int:
+    """Sandboxes at once: two per core (tasks mostly wait for the model), as many as the memory can
+    hold at each sandbox's limit (what runs out first with many workers), at least one."""
+    cores = os.cpu_count() or 1
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return max(1, 2 * cores)
+    return max(1, min(2 * cores, int(memory * SANDBOX_MEMORY_SHARE) // max(sandbox_memory, 1)))
