@@ -1,6 +1,6 @@
 """Start-up time of `actsmith --help` against a bare `python -c pass`, measured in one run.
 
-Usage: python bench/cli_startup.py [--runs 15]
+Usage: python bench/cli_startup.py [--runs 15] [--quick]
 Ends with one line: help_p50_s=X python_p50_s=Y ratio=Z
 """
 
@@ -11,6 +11,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from _quick import parse_args
 
 
 def p50_seconds(cmd: list[str], runs: int) -> float:
@@ -25,7 +27,7 @@ def p50_seconds(cmd: list[str], runs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
-    args = parser.parse_args()
+    args = parse_args(parser, {"runs": 3})
     help_s = p50_seconds([sys.executable, "-m", "agent_cli", "--help"], args.runs)
     bare_s = p50_seconds([sys.executable, "-c", "pass"], args.runs)
     print(f"actsmith --help  p50 {help_s:.3f} s")

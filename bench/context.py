@@ -5,7 +5,7 @@ session), in a local sandbox (the same kernel as Docker's, as a subprocess: the 
 depend on where actions run). Once with no budget, once with `max_context_tokens` 8,000 and a scripted
 summary model. Prints the estimated prompt tokens (4 characters each) every 10 steps, then the peaks.
 
-Usage: python bench/context.py [--steps 150] [--budget 8000]
+Usage: python bench/context.py [--steps 150] [--budget 8000] [--quick]
 Ends with one line: peak_without=X peak_with=Y condensations=Z budget=B
 """
 
@@ -15,6 +15,8 @@ import argparse
 import subprocess
 import tempfile
 from pathlib import Path
+
+from _quick import parse_args
 
 from agent_cli.agent import Agent, AgentConfig
 from agent_cli.context import messages_tokens
@@ -63,7 +65,7 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--budget", type=int, default=8000)
-    args = parser.parse_args()
+    args = parse_args(parser, {"steps": 40})
     without, _ = run(args.steps, None)
     with_budget, condensations = run(args.steps, args.budget)
     print(f"{'step':>5} {'no budget':>12} {f'budget {args.budget:,}':>16}   (estimated prompt tokens)")

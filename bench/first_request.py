@@ -6,7 +6,7 @@ map scan, so the first request should wait only for whichever of them is slowest
 run: litellm's import alone, and (with --before SRC, a checkout of an earlier actsmith) the same
 measurement of that code, so the saving is a ratio measured side by side.
 
-Usage: python bench/first_request.py [--runs 5] [--before /path/to/old/checkout]
+Usage: python bench/first_request.py [--runs 5] [--warmups 1] [--before /path/to/old/checkout] [--quick]
 Ends with one line: first_request_p50_s=X litellm_import_p50_s=Y [before_p50_s=Z ratio=R]
 """
 
@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _quick import parse_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from openai_stub import Reply, StubServer
@@ -69,13 +71,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--files", type=int, default=1000, help="files in the repository")
     parser.add_argument("--before", type=Path, help="a checkout of an earlier actsmith to measure alongside")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--warmups", type=int, default=1, help="untimed runs first (images built, the repo map cached)"
+    )
+    args = parse_args(parser, {"runs": 1, "files": 100, "warmups": 0})
     server = StubServer().start()
     try:
         with tempfile.TemporaryDirectory(prefix="actsmith-bench-first-") as tmp:
             repo = make_repository(Path(tmp) / "repo", args.files)
-            for source in {None, args.before}:  # warm: images built, the repo map cached
-                first_request_s(repo, server, source)
+            for _ in range(args.warmups):
+                for source in {None, args.before}:
+                    first_request_s(repo, server, source)
             now, before, imports = [], [], []
             for _ in range(args.runs):  # interleaved, so drift on the machine hits both alike
                 now.append(first_request_s(repo, server, None))

@@ -5,7 +5,7 @@ Each attack runs in a fresh container's interpreter after setting a variable; th
 1 s (2 s for the fork bomb). Printed per attack: the median wall time from sending the action to its
 observation, and how many of the runs kept the variables.
 
-Usage: python bench/hostile_actions.py [--runs 5]
+Usage: python bench/hostile_actions.py [--runs 5] [--quick]
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _quick import parse_args
 
 from agent_cli.sandbox import SandboxLimits
 from agent_cli.sandbox.docker_sandbox import DockerSandbox
@@ -46,7 +48,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(parser, {"runs": 1})
     client = docker_client()
     image = ensure_image(client)
     with tempfile.TemporaryDirectory(prefix="actsmith-bench-hostile-") as tmp:

@@ -11,7 +11,7 @@ Timed: what stands between the end of an action and the next model call. The che
 a changing step writes in the background (it overlaps the model call) is awaited outside the timing.
 `git status` on the same repository, in the same run, is the yardstick.
 
-Usage: python bench/ledger_step.py [--files 1000] [--steps 60]
+Usage: python bench/ledger_step.py [--files 1000] [--steps 60] [--quick]
 Ends with one line: focused_p50_ms=.. spread_p50_ms=.. spread_p95_ms=.. idle_p50_ms=.. git_status_p50_ms=..
 """
 
@@ -25,6 +25,8 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
+
+from _quick import parse_args
 
 from agent_cli.checkpoints import RunCheckpoints
 from agent_cli.ledger import Ledger
@@ -86,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=60)
-    args = parser.parse_args()
+    args = parse_args(parser, {"files": 300, "steps": 5})
     with tempfile.TemporaryDirectory(prefix="actsmith-bench-") as tmp:
         root = Path(tmp)
         files = make_repository(root, args.files)

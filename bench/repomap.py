@@ -2,6 +2,7 @@
 
 Usage:
   python bench/repomap.py [--source DIR] [--tokens 1024] [--runs 5] [--aider-python PATH] [--same-files]
+                         [--quick]
 
 --source is copied into a temporary git repository (without __pycache__ and site-packages); the
 default is the standard library of the Python running this script. Each tool then maps its own
@@ -14,8 +15,12 @@ given with --aider-python), in a network namespace without any network when `uns
 available, and the script prints whether aider could reach the network. aider counts tokens with
 the same estimate as actsmith (characters / 4), which only spares it the cost of a tokenizer.
 
+--quick maps the standard library's `email` package, with two warm re-maps, and leaves aider out
+unless --aider-python is given (installing it takes minutes).
+
 Ends with one line:
   files=N ours_cold_s=X aider_cold_s=Y cold_ratio=Y/X ours_warm_ms=A aider_warm_ms=B warm_ratio=B/A
+(without aider: files=N ours_cold_s=X ours_warm_ms=A)
 """
 
 from __future__ import annotations
@@ -33,8 +38,12 @@ import textwrap
 import time
 from pathlib import Path
 
+from _quick import parse_args
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+QUICK = {"source": STDLIB / "email", "runs": 2}
 AIDER_VENV = Path.home() / ".cache" / "actsmith" / "bench" / "aider-venv"
 AIDER_REQUIREMENT = "aider-chat"
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "site-packages", ".git")
@@ -202,7 +211,7 @@ def run_aider(python: Path, repo: Path, tokens: int, runs: int, edit_file: Path,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--source", type=Path, default=Path(sysconfig.get_paths()["stdlib"]))
+    parser.add_argument("--source", type=Path, default=STDLIB)
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--aider-python", help="python of a virtualenv with aider-chat installed")
@@ -211,8 +220,10 @@ def main() -> None:
         action="store_true",
         help="first delete what actsmith skips (generated, vendored...), so both tools parse the same files",
     )
-    args = parser.parse_args()
-    python = aider_python(args.aider_python)
+    args = parse_args(parser, QUICK)
+    # aider is installed on first use (minutes, from the network): --quick leaves it out unless given.
+    with_aider = not args.quick or args.aider_python is not None
+    python = aider_python(args.aider_python) if with_aider else None
     with tempfile.TemporaryDirectory(prefix="actsmith-bench-") as tmp:
         work = Path(tmp)
         print(f"copying {args.source} into two git repositories ...", file=sys.stderr)
@@ -223,29 +234,45 @@ def main() -> None:
         relative = edit_file.relative_to(ours_repo)
         time.sleep(2.1)  # let every file's mtime age past the racy-clean window, as in a real repo
         ours = run_ours(ours_repo, args.tokens, args.runs, edit_file, work / "ours-cache.sqlite")
-        aider = run_aider(python, aider_repo, args.tokens, args.runs, aider_repo / relative, work)
+        aider = (
+            run_aider(python, aider_repo, args.tokens, args.runs, aider_repo / relative, work)
+            if python
+            else None
+        )
 
-    ours_warm, aider_warm = statistics.median(ours["warm_s"]), statistics.median(aider["warm_s"])
+    ours_warm = statistics.median(ours["warm_s"])
     print(f"source: {args.source} ({ours['files']} files mapped), budget {args.tokens} tokens")
     print(f"edited file for warm re-maps: {relative}")
-    print(f"aider: network {aider['network']}{' (unshare --net)' if aider['isolated'] else ''}")
+    if aider:
+        print(f"aider: network {aider['network']}{' (unshare --net)' if aider['isolated'] else ''}")
     print(f"actsmith cold map            {ours['cold_s']:8.3f} s   ({ours['parsed_cold']} files parsed)")
-    print(f"aider    cold map            {aider['cold_s']:8.3f} s")
+    if aider:
+        print(f"aider    cold map            {aider['cold_s']:8.3f} s")
     print(
         f"actsmith warm re-map  median {ours_warm * 1000:8.1f} ms  "
         f"(runs: {', '.join(f'{s * 1000:.0f}' for s in ours['warm_s'])}; parsed {ours['parsed_warm']})"
     )
-    print(
-        f"aider    warm re-map  median {aider_warm * 1000:8.1f} ms  "
-        f"(runs: {', '.join(f'{s * 1000:.0f}' for s in aider['warm_s'])})"
-    )
+    if aider:
+        print(
+            f"aider    warm re-map  median {statistics.median(aider['warm_s']) * 1000:8.1f} ms  "
+            f"(runs: {', '.join(f'{s * 1000:.0f}' for s in aider['warm_s'])})"
+        )
+    else:
+        print("aider: left out in --quick (give --aider-python to include it)")
     print(f"actsmith next process (disk cache) {ours['next_process_s']:.3f} s")
-    print(f"map sizes: actsmith {ours['chars']} chars, aider {aider['chars']} chars")
-    print(
-        f"files={ours['files']} ours_cold_s={ours['cold_s']:.3f} aider_cold_s={aider['cold_s']:.3f} "
-        f"cold_ratio={aider['cold_s'] / ours['cold_s']:.1f} ours_warm_ms={ours_warm * 1000:.1f} "
-        f"aider_warm_ms={aider_warm * 1000:.1f} warm_ratio={aider_warm / ours_warm:.1f}"
-    )
+    print(f"map sizes: actsmith {ours['chars']} chars" + (f", aider {aider['chars']} chars" if aider else ""))
+    print(figures_line(ours, aider))
+
+
+def figures_line(ours: dict, aider: dict | None) -> str:
+    ours_warm_ms = statistics.median(ours["warm_s"]) * 1000
+    line = f"files={ours['files']} ours_cold_s={ours['cold_s']:.3f}"
+    if aider:
+        aider_warm_ms = statistics.median(aider["warm_s"]) * 1000
+        line += f" aider_cold_s={aider['cold_s']:.3f} cold_ratio={aider['cold_s'] / ours['cold_s']:.1f}"
+        line += f" ours_warm_ms={ours_warm_ms:.1f} aider_warm_ms={aider_warm_ms:.1f}"
+        return line + f" warm_ratio={aider_warm_ms / ours_warm_ms:.1f}"
+    return line + f" ours_warm_ms={ours_warm_ms:.1f}"
 
 
 if __name__ == "__main__":

@@ -7,14 +7,17 @@
 - cold start: container create to a kernel that answered its ready message (median of a few);
 - restart: `Sandbox.restart()`, a fresh interpreter in the running container (median of a few);
 - harness step: `runner.run_task` on a git repository of ~1,000 files with a replay model of N trivial
-  actions; the time of each step (model call, parse, action, observation, ledger, trajectory) with the
+  actions (`print(n)`, each a different one: the same action with the same result three times in a
+  row is a loop that stuck detection stops); the time of each step (model call, parse, action, observation, ledger, trajectory) with the
   model's own latency subtracted (a replay model answers instantly anyway);
 - run start: `run_task` called to its first model call (Docker, image check, snapshot, sandbox start),
   and the same with the sandbox started beforehand: the best case of a warm pool of containers.
 
-Ends with one line: action_p50_ms=X docker_exec_p50_ms=Y cold_start_s=Z restart_p50_ms=R step_p50_ms=S
+Targets (printed, met or not): an action round trip under 5 ms, a harness step under 30 ms, a cold
+start under 1 s. Ends with one line: action_p50_ms=X docker_exec_p50_ms=Y cold_start_s=Z restart_p50_ms=R step_p50_ms=S
 
 Usage: python bench/sandbox_latency.py [--actions 300] [--execs 40] [--starts 7] [--steps 50] [--files 1000]
+       [--quick]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 import yaml
+from _quick import parse_args
 
 from agent_cli.sandbox import SandboxLimits
 from agent_cli.sandbox.docker_sandbox import DockerSandbox
@@ -37,7 +41,11 @@ from agent_cli.settings import Settings
 
 LIMITS = SandboxLimits.from_settings(Settings())
 
-TRIVIAL_ACTION = "Print one.\n<execute>\nprint(1)\n</execute>"
+QUICK = {"actions": 30, "execs": 5, "starts": 2, "restarts": 3, "steps": 10, "runs": 1, "files": 100}
+
+
+def trivial_action(n: int) -> str:
+    return f"Print {n}.\n<execute>\nprint({n})\n</execute>"
 
 
 def timed_ms(fn) -> float:
@@ -136,7 +144,9 @@ def harness_run(repo: Path, work: Path, steps: int, *, warm: bool = False) -> Ha
     from agent_cli.workspace import Workspace
 
     replay = work / "replay.yaml"
-    replay.write_text(yaml.safe_dump([TRIVIAL_ACTION] * steps + ["<execute>finish('done')</execute>"]))
+    replay.write_text(
+        yaml.safe_dump([trivial_action(n) for n in range(steps)] + ["<execute>finish('done')</execute>"])
+    )
     trajectory = work / f"trajectory-{time.monotonic_ns()}.jsonl"
     settings = Settings(model=f"replay:{replay}", max_steps=steps + 5, trajectory=trajectory)
     factory = None
@@ -150,12 +160,12 @@ def harness_run(repo: Path, work: Path, steps: int, *, warm: bool = False) -> Ha
     session = Session(
         settings,
         Workspace.open(repo),
-        label="print one",
+        label="print numbers",
         events=EventStream([clock]),
         sandbox_factory=factory,
     )
     with session:
-        result = session.run("print one")
+        result = session.run("print numbers")
     assert result.exit_code == 0, result.message
     latency = [e["latency_s"] for e in read_trajectory(trajectory) if e["event"] == "model_call"]
     # Step n runs from model call n to model call n + 1; the final finish() step is left out.
@@ -197,6 +207,17 @@ def p90(values: list[float]) -> float:
     return sorted(values)[int(len(values) * 0.9)]
 
 
+TARGETS = (("action round trip", 5.0, "ms"), ("harness step", 30.0, "ms"), ("cold start", 1.0, "s"))
+
+
+def targets_line(action_ms: float, step_ms: float, cold_start_s: float) -> str:
+    parts = [
+        f"{name} < {limit:g} {unit}: {'met' if value < limit else 'MISSED'}"
+        for (name, limit, unit), value in zip(TARGETS, (action_ms, step_ms, cold_start_s), strict=True)
+    ]
+    return "targets: " + "; ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -208,7 +229,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="trivial actions per replayed run")
     parser.add_argument("--runs", type=int, default=3, help="replayed runs")
     parser.add_argument("--files", type=int, default=1000, help="files in the replayed run's repository")
-    args = parser.parse_args()
+    args = parse_args(parser, QUICK)
 
     client = docker_client()
     image = ensure_image(client)
@@ -247,6 +268,7 @@ def main() -> None:
     print(
         f"ratio exec/action          {p50(execs) / p50(actions):8.1f}x   (exec true/action {p50(exec_true) / p50(actions):.1f}x)"
     )
+    print(targets_line(p50(actions), p50(steps), p50(starts)))
     print(
         f"action_p50_ms={p50(actions):.2f} docker_exec_p50_ms={p50(execs):.2f} cold_start_s={p50(starts):.3f} "
         f"restart_p50_ms={p50(restart_ms):.2f} step_p50_ms={p50(steps):.2f}"

@@ -115,6 +115,8 @@ def test_a_fork_bomb_is_stopped_and_every_process_it_started_killed(box):
     assert result.obs.timed_out and not result.obs.restarted
     assert "processes the action started were killed with it" in result.obs.stderr
     assert result.next_ran() and result.variables_kept  # sh() can fork again: the pids are free
+    # Counted at once, not polled: the observation comes only when the killed processes are gone
+    # (not merely sent SIGKILL), so the next action has the pids limit to itself.
     left = box.run("import os\nlen([p for p in os.listdir('/proc') if p.isdigit()])", 10)
     assert int(left.value) <= 4  # init, the supervisor, the interpreter (and a zombie at most)
 

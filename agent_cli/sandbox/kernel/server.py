@@ -9,6 +9,7 @@ tens of milliseconds without restarting the container.
 Stdlib only: this file runs in any image that has python3.
 """
 
+import collections
 import json
 import os
 import selectors
@@ -26,6 +27,8 @@ INTERRUPT_GRACE_S = 2.0
 REINTERRUPT_EVERY_S = 0.2
 ACTION_NICENESS = 10
 OUTPUT_SETTLE_S = 1.0
+KILL_SETTLE_S = 5.0
+KILL_POLL_S = 0.005
 DEFAULT_MAX_OUTPUT = 10000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ESCAPED_NOTE = "\n[control characters or bytes that are not UTF-8 are shown as \\xNN escapes]"
@@ -175,22 +178,8 @@ def in_sandbox():
     return os.environ.get("ACTSMITH_SANDBOX") == "1"
 
 
-def kill_strays():
-    """In our container, kill every process but init and us: whatever a dead worker started
-    (servers, sh() jobs in their own sessions, a fork bomb) must not outlive it. kill(-1) signals
-    them all at once, so nothing can fork its way past us."""
-    if not in_sandbox():
-        return
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except OSError:
-        pass
-    while True:  # reap what we can; init reaps the rest
-        try:
-            if os.waitpid(-1, os.WNOHANG) == (0, 0):
-                break
-        except ChildProcessError:
-            break
+# One line of /proc/<pid>/stat, in the fields we need; `start` is in clock ticks since boot.
+Process = collections.namedtuple("Process", "pid state ppid start")
 
 
 def boot_ticks():
@@ -198,8 +187,8 @@ def boot_ticks():
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLOCK_TICKS)
 
 
-def living_processes_started_since(ticks, spare):
-    """(pid, start time) of every process but `spare` started at or after `ticks` and not yet dead."""
+def processes_started_since(ticks, spare):
+    """Every process but `spare` started at or after `ticks`, zombies included."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in spare:
@@ -209,28 +198,70 @@ def living_processes_started_since(ticks, spare):
                 fields = f.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if fields[0] not in "ZX" and int(fields[19]) >= ticks:
-            found.append((int(entry), fields[19]))
+        if fields[0] != "X" and int(fields[19]) >= ticks:
+            found.append(Process(int(entry), fields[0], int(fields[1]), fields[19]))
     return found
 
 
-def kill_processes_started_since(ticks, spare):
-    """Kill every process but `spare` started since `ticks`: what an interrupted action left behind (a
-    fork bomb, a hung child). A process with SIGKILL pending cannot complete a fork, so each round
-    finds the children made before their parent was killed, until a round finds none. Returns pids."""
+def is_alive(process):
+    return process.state not in "ZX"
+
+
+def lingers(process, reaper):
+    """Whether a killed process still holds its pid: alive (a SIGKILL takes effect only once the
+    process is scheduled, and a fork bomb's are at niceness 19 on a busy machine), or a zombie that
+    init has not collected yet. `reaper`'s own zombies are left to it: it reaps them itself."""
+    return is_alive(process) or process.ppid != reaper
+
+
+def kill_until_gone(ticks, spare, reaper, reap_own=lambda: None):
+    """Kill every process but `spare` started since `ticks`, and wait until they are gone, so that the
+    next action gets their pids (the container's pids limit) and their CPU back. A process with
+    SIGKILL pending cannot complete a fork, so each round finds only the children made before their
+    parent was killed, until a round finds none. Gives up waiting after KILL_SETTLE_S. Returns the
+    pids killed and how many processes were still exiting then."""
     if not in_sandbox():
-        return []
+        return [], 0
     killed = set()
+    deadline = time.monotonic() + KILL_SETTLE_S
     while True:
-        found = [process for process in living_processes_started_since(ticks, spare) if process not in killed]
-        if not found:
-            return sorted(pid for pid, _ in killed)
-        for pid, _ in found:
+        reap_own()
+        found = processes_started_since(ticks, spare)
+        fresh = [p for p in found if is_alive(p) and (p.pid, p.start) not in killed]
+        for process in fresh:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(process.pid, signal.SIGKILL)
             except OSError:
                 pass
-        killed.update(found)
+        killed.update((p.pid, p.start) for p in fresh)
+        lingering = [p for p in found if lingers(p, reaper)]
+        if not lingering or time.monotonic() >= deadline:
+            return sorted(pid for pid, _ in killed), len(lingering)
+        if not fresh:
+            time.sleep(KILL_POLL_S)
+
+
+def reap_our_children():
+    """Collect our zombies that are ready, without waiting; init reaps the rest."""
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                return
+        except ChildProcessError:
+            return
+
+
+def kill_strays():
+    """In our container, kill every process but init and us and wait until they are gone: whatever a
+    dead worker started (servers, sh() jobs in their own sessions, a fork bomb) must not outlive it.
+    kill(-1) signals them all at once, so nothing can fork its way past us."""
+    if not in_sandbox():
+        return
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    kill_until_gone(0, (1, os.getpid()), reaper=os.getpid(), reap_own=reap_our_children)
 
 
 def deprioritise_processes_started_since(ticks, spare):
@@ -238,11 +269,12 @@ def deprioritise_processes_started_since(ticks, spare):
     privilege): the scheduler then gives the interpreter and the supervisor nearly all the CPU."""
     if not in_sandbox():
         return
-    for pid, _ in living_processes_started_since(ticks, spare):
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, 19)
-        except OSError:
-            pass
+    for process in processes_started_since(ticks, spare):
+        if is_alive(process):
+            try:
+                os.setpriority(os.PRIO_PROCESS, process.pid, 19)
+            except OSError:
+                pass
 
 
 def read_cgroup_value(paths, key=None):
@@ -490,10 +522,12 @@ class Supervisor:
         if action.reason is not None:
             self.restart_worker()
         elif action.interrupted_at is not None:
-            self.kill_what_it_started(action)
+            lingering = self.kill_what_it_started(action)
             self.reap = sorted(action.killed)
             if self.reap:
                 notes.append("[%d processes the action started were killed with it]" % len(self.reap))
+            if lingering:
+                notes.append("[%d of them had not exited %g s later]" % (lingering, KILL_SETTLE_S))
         if self.oom.fired():
             notes.append(
                 "[a process was killed by the out-of-memory killer: it went past %s]" % memory_limit_text()
@@ -551,8 +585,12 @@ class Supervisor:
         self.interrupt_worker(now)
 
     def kill_what_it_started(self, action):
+        """Kill what the action left running; the interpreter reaps its own children (the killed
+        pids are sent with the next request). Returns how many were still exiting."""
         spare = (1, os.getpid(), self.worker.proc.pid)
-        action.killed.update(kill_processes_started_since(action.started_ticks, spare))
+        killed, lingering = kill_until_gone(action.started_ticks, spare, reaper=self.worker.proc.pid)
+        action.killed.update(killed)
+        return lingering
 
     def interrupt_worker(self, now):
         try:
