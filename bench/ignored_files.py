@@ -10,7 +10,7 @@ the median of several runs; the first snapshot writes the content into a new pac
 every blob already stored.
 `git status` on the same repository, in the same run, is the yardstick.
 
-Usage: python bench/ignored_files.py [--files 1000] [--ignored 3000] [--runs 7]
+Usage: python bench/ignored_files.py [--quick] [--files 1000] [--ignored 3000] [--runs 7]
 Ends with one line: snapshot_first_ms=.. write_first_ms=.. snapshot_p50_ms=.. write_p50_ms=..
 finish_p50_ms=.. git_status_p50_ms=..
 """
@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _quick import parse_args
 from ledger_step import git_status_ms, make_repository
 
 from agent_cli.ignored import MAX_SAVED_BYTES, MAX_SAVED_FILE, IgnoredFiles, _within_budget
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--ignored", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+    args = parse_args(parser, {"files": 200, "ignored": 300, "runs": 2})
     with tempfile.TemporaryDirectory(prefix="actsmith-bench-") as tmp:
         root = Path(tmp)
         make_repository(root, args.files)

@@ -51,6 +51,21 @@ def assert_figures(line: str, names: list[str]) -> None:
             ["focused_p50_ms", "spread_p50_ms", "spread_p95_ms", "idle_p50_ms", "git_status_p50_ms"],
         ),
         ("repomap.py", ["files", "ours_cold_s", "ours_warm_ms"]),
+        (
+            "ignored_files.py",
+            [
+                "snapshot_first_ms",
+                "write_first_ms",
+                "snapshot_p50_ms",
+                "write_p50_ms",
+                "finish_p50_ms",
+                "git_status_p50_ms",
+            ],
+        ),
+        (
+            "caching.py",
+            ["cached_share", "input_cost_cached", "input_cost_uncached", "saving"],
+        ),
     ],
 )
 def test_a_bench_without_docker_runs_quick(bench, figures):
@@ -87,3 +102,14 @@ def test_the_batch_bench_runs_quick_with_ray_when_it_is_installed():
     else:
         figures += RAY_FIGURES
     assert_figures(lines[-1], figures)
+
+
+@pytest.mark.docker
+def test_the_setup_bench_runs_quick_over_the_corpus():
+    last = run_quick("setup.py")[-1]
+    assert re.fullmatch(rf"corpus_plans=(\d+)/\1 failed_second_ready_s={NUMBER}", last), last
+
+
+@pytest.mark.docker
+def test_the_candidates_bench_runs_quick():
+    assert_figures(run_quick("candidates.py")[-1], ["one_s", "three_s", "ratio", "run_ratio"])
