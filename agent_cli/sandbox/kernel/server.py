@@ -436,6 +436,11 @@ class Supervisor:
     def run_action(self, message, pending):
         if message.get("id") is not None and message.get("id") == self.interrupt_next:
             return self.interrupted_before_start(message)
+        # Its interrupt may have come in the same read as the request, so be waiting right behind it.
+        aimed = [m for m in pending if m.get("op") == "interrupt" and m.get("id") == message.get("id")]
+        if message.get("id") is not None and aimed:
+            pending[:] = [m for m in pending if m not in aimed]
+            return self.interrupted_before_start(message)
         lost = self.ensure_worker_alive()
         action = Action(message, self.worker)
         try:
